@@ -5,7 +5,7 @@ import pytest
 from prolific_mcp.records import FIELD_TYPES, Schema, schema_problems
 
 
-def _schema(**fields: dict[str, str]) -> dict[str, object]:
+def _schema(**fields: object) -> dict[str, object]:
     return {"strict": True, "fields": fields}
 
 
