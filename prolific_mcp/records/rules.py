@@ -8,10 +8,10 @@ field. The limits that are our guess of Prolific's (text length, URL shapes) liv
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -67,16 +67,24 @@ def _text_check(rules: RecordRules) -> _Check:
     return check
 
 
+_URL = re.compile(r"(?i:https?)://(?:[^/?#@]*@)?(\[[^\]/?#]*\]|[^/?#:\[\]]*)(?::(\d*))?([^?#]*)")
+"""An absolute http(s) URL: group 1 the host, 2 the port, 3 the path (urlsplit is several times slower)."""
+
+
+def url_path(value: str) -> str | None:
+    """The path of an absolute http(s) URL with a host, else None."""
+    match = _URL.match(value)
+    if match is None or not match.group(1).strip("[]") or match.group(3)[:1] not in ("", "/"):
+        return None
+    return match.group(3)
+
+
 def _url_problem(value: object) -> str | None:
     if type(value) is not str:
         return f"Expected a URL string, got {_type_name(value)}"
-    if not value.startswith(("https://", "http://")):
+    if not value[:8].lower().startswith(("https://", "http://")):
         return "Invalid URL: must be an absolute http:// or https:// URL"
-    try:
-        host = urlsplit(value).hostname
-    except ValueError:
-        host = None
-    if not host:
+    if url_path(value) is None:
         return "Invalid URL: the URL has no host"
     return None
 
@@ -89,7 +97,7 @@ def _media_check(kind: str, extensions: tuple[str, ...]) -> _Check:
         if problem is not None:
             return problem
         assert isinstance(value, str)
-        path = urlsplit(value).path.lower()
+        path = (url_path(value) or "").lower()
         if not path.endswith(extensions):
             return f"Invalid {kind} URL: the file must end in {shown}"
         return None

@@ -1,0 +1,319 @@
+"""Local files the agent names: the path guard, a safe open, and the one-pass pre-flight scan (DESIGN §7).
+
+A path is resolved (`~` expanded, relative paths against the first allowed directory), must be a regular file
+inside an allowed directory after every symlink is resolved (compared by path components, never by string
+prefix), is opened once without following a final symlink, and is checked with `fstat` on the descriptor. From
+then on only the descriptor is used, so a file swapped after the check is never read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from prolific_mcp.records import (
+    FileFailure,
+    FileFormat,
+    RecordRules,
+    RecordValidator,
+    Schema,
+    format_from_filename,
+    iter_records,
+    missing_key_from_reason,
+)
+from prolific_mcp.records.rules import RAW_FIELD
+
+S3_SINGLE_PUT_LIMIT: Final = 5 * 1024**3
+INLINE_CONTENT_LIMIT: Final = 1024 * 1024
+READ_CHUNK: Final = 1024 * 1024
+MAX_GROUPS: Final = 50
+MAX_RECORD_NUMBERS: Final = 20
+
+
+class FileAccessError(Exception):
+    """A file the server must not or cannot read; the message says what to do instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    """A regular file opened for reading; use `fd` (positional reads), never the path, from here on."""
+
+    fd: int
+    path: Path
+    size: int
+    device: int
+    inode: int
+    mtime_ns: int
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def __enter__(self) -> OpenedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _describe_dirs(allowed: Sequence[Path]) -> str:
+    return ", ".join(str(d) for d in allowed) if allowed else "(none)"
+
+
+def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
+    """The fully resolved path of `raw`, if it names an existing file inside an allowed directory."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise FileAccessError("the path is empty: pass the path of a .jsonl or .csv file")
+    if "\x00" in raw:
+        raise FileAccessError("the path contains a NUL character: pass a plain file path")
+    if not allowed:
+        raise FileAccessError(
+            "no directory is allowed for reading files: set PROLIFIC_MCP_ALLOWED_DIRS (or start the server "
+            "with --allow-dir DIR) to the folder that holds your data, or pass the data inline as "
+            "content + filename (up to 1 MiB)"
+        )
+    candidate = Path(raw.strip()).expanduser()
+    if not candidate.is_absolute():
+        candidate = allowed[0] / candidate
+    try:
+        resolved = Path(os.path.realpath(candidate, strict=True))
+    except FileNotFoundError:
+        raise FileAccessError(
+            f"no file at {candidate}: check the path (relative paths start at {allowed[0]})"
+        ) from None
+    except OSError as exc:
+        raise FileAccessError(f"cannot resolve {candidate}: {exc.strerror or exc}") from None
+    roots = [Path(os.path.realpath(root)) for root in allowed]
+    if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
+        via = "" if resolved == candidate else f" (it resolves to {resolved})"
+        raise FileAccessError(
+            f"{candidate}{via} is outside the allowed directories ({_describe_dirs(roots)}): move the file into "
+            "one of them, or add its folder to PROLIFIC_MCP_ALLOWED_DIRS (or --allow-dir) and restart the server"
+        )
+    return resolved
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def open_regular_file(resolved: Path, *, max_size: int = S3_SINGLE_PUT_LIMIT) -> OpenedFile:
+    """Open a path that `resolve_path` returned: no final symlink, a regular file, not empty, not too large."""
+    try:
+        before = os.stat(resolved)
+    except OSError as exc:
+        raise FileAccessError(f"cannot read {resolved}: {exc.strerror}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise FileAccessError(f"{resolved} is {_kind(before.st_mode)}: pass a regular .jsonl or .csv file")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as exc:
+        raise FileAccessError(f"cannot open {resolved}: {exc.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        os.close(fd)
+        raise FileAccessError(f"{resolved} changed while it was being opened: try again once it is stable")
+    if st.st_size == 0:
+        os.close(fd)
+        raise FileAccessError(f"{resolved} is empty: there is nothing to upload")
+    if st.st_size > max_size:
+        os.close(fd)
+        raise FileAccessError(
+            f"{resolved} is {st.st_size / 1024**3:.1f} GiB, over the {max_size / 1024**3:.0f} GiB limit of one "
+            "upload: split it into several files and upload each"
+        )
+    return OpenedFile(fd, resolved, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+class _HashingReader(io.RawIOBase):
+    """Positional reads from a descriptor that feed every byte, once, into a sha256 (seeking back is allowed)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._pos = 0
+        self.hashed = 0
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = os.fstat(self._fd).st_size + offset
+        return self._pos
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        data = _pread(self._fd, len(buffer), self._pos)
+        n = len(data)
+        buffer[:n] = data
+        end = self._pos + n
+        if end > self.hashed and self._pos <= self.hashed:
+            self.digest.update(data[self.hashed - self._pos :])
+            self.hashed = end
+        self._pos = end
+        return n
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # pragma: no cover - Windows
+    return os.read(fd, size)  # pragma: no cover - Windows
+
+
+@dataclass(slots=True)
+class FindingGroup:
+    """Records that share one (field, reason): how many, and the first record and line numbers (1-based)."""
+
+    field: str | None
+    reason: str
+    count: int = 0
+    records: list[int] = dataclasses.field(default_factory=list)
+    lines: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def key(self) -> str | None:
+        """The field concerned: the named field, or the key a 'missing required field' reason names."""
+        return self.field if self.field is not None else missing_key_from_reason(self.reason)
+
+
+@dataclass(slots=True)
+class ScanReport:
+    """What one streaming pass over a file found."""
+
+    sha256: str
+    size: int
+    format: FileFormat
+    record_count: int
+    failure: str | None = None
+    """A reason the import is certain to fail as a whole; the upload must not start."""
+    groups: list[FindingGroup] = dataclasses.field(default_factory=list)
+    rejected: int = 0
+    missing_everywhere: list[str] = dataclasses.field(default_factory=list)
+    """Strict-schema keys no record has: every record would be rejected."""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def scan_file(
+    fd: int,
+    fmt: FileFormat,
+    schema: Schema | None = None,
+    *,
+    rules: RecordRules | None = None,
+    expected_size: int | None = None,
+) -> ScanReport:
+    """One streaming pass: sha256, record count, and the records the schema would reject (grouped).
+
+    Reads the descriptor with positional reads (its offset is left alone), in constant memory.
+    """
+    raw = _HashingReader(fd)
+    stream = io.BufferedReader(raw, READ_CHUNK)
+    active = schema if schema is not None and not schema.is_empty else None
+    validator = RecordValidator(active, rules) if active is not None else None
+    groups: dict[tuple[str | None, str], FindingGroup] = {}
+    seen_keys: set[str] = set()
+    count = rejected = 0
+    failure: str | None = None
+    try:
+        for rec in iter_records(stream, fmt, header_keys=active.keys if active is not None else None):
+            count += 1
+            if rec.value is None:
+                problem: tuple[str | None, str] | None = (RAW_FIELD, rec.raw_error or "Unreadable record")
+            elif validator is not None:
+                if active is not None and active.strict and len(seen_keys) < len(active.fields):
+                    seen_keys.update(k for k, v in rec.value.items() if v is not None)
+                _, problem = validator.check(rec.value)
+            else:
+                problem = None
+            if problem is not None:
+                rejected += 1
+                _add_finding(groups, problem, rec.index + 1, rec.line)
+    except FileFailure as exc:
+        failure = exc.reason
+    while stream.read(READ_CHUNK):
+        pass
+    if expected_size is not None and raw.hashed != expected_size:
+        failure = "the file changed while it was being read: try again once it is stable"
+    missing: list[str] = []
+    if failure is None and active is not None and active.strict and count:
+        missing = [k for k in active.keys if k not in seen_keys]
+        if missing:
+            failure = (
+                f"no record has the field{'s' if len(missing) > 1 else ''} {', '.join(missing[:10])}, which the "
+                "strict schema requires: every record would be rejected. Add the column/key to the file, or make "
+                "the schema non-strict with set_schema"
+            )
+    if failure is None and count == 0:
+        failure = "the file has no records: a header or blank lines only"
+    return ScanReport(
+        sha256=raw.digest.hexdigest(),
+        size=raw.hashed,
+        format=fmt,
+        record_count=count,
+        failure=failure,
+        groups=sorted(groups.values(), key=lambda g: (-g.count, g.records[0] if g.records else 0)),
+        rejected=rejected,
+        missing_everywhere=missing,
+    )
+
+
+def _add_finding(
+    groups: dict[tuple[str | None, str], FindingGroup], problem: tuple[str | None, str], number: int, line: int
+) -> None:
+    key = problem
+    group = groups.get(key)
+    if group is None:
+        if len(groups) >= MAX_GROUPS:
+            key = (None, "other problems")
+            group = groups.get(key)
+        if group is None:
+            group = groups[key] = FindingGroup(key[0], key[1])
+    group.count += 1
+    if len(group.records) < MAX_RECORD_NUMBERS:
+        group.records.append(number)
+        group.lines.append(line)
+
+
+def upload_filename(path_or_name: str, fmt: FileFormat | None = None) -> str:
+    """The name sent to upload-url: the base name, `.ndjson` as `.jsonl`, or `<stem>.<format>` when forced."""
+    name = os.path.basename(path_or_name.replace("\\", "/")) or "data"
+    stem, ext = os.path.splitext(name)
+    detected = format_from_filename(name)
+    fmt = fmt or detected
+    if fmt is None:
+        return name
+    if ext.lower() == f".{fmt}":
+        return name
+    return f"{stem or 'data'}.{fmt}"

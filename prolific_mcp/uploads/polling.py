@@ -1,0 +1,71 @@
+"""The polling schedule for imports and migrations (DESIGN §4): one function, one place.
+
+Prolific's CLI polls every 3 s. We start at 3 s and grow by half each time up to 5 s, so a 5 s import costs no
+more requests than the CLI and a 60 s or 600 s import costs far fewer, while a terminal status is noticed within
+5 s. While an import is processing and we know how many records it has, the observed `processed_offset` rate
+predicts when it ends, and the next poll lands just after that instead of waiting out the interval. Jitter only
+ever shortens an interval, so the 5 s bound holds.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+FIRST_DELAY: Final = 3.0
+GROWTH: Final = 1.5
+MAX_DELAY: Final = 5.0
+MIN_DELAY: Final = 0.25
+JITTER: Final = 0.15
+"""Each delay is multiplied by a factor in (1 - JITTER, 1]: downward only."""
+ETA_MARGIN: Final = 0.3
+
+
+@dataclass(slots=True)
+class PollPlanner:
+    """Decides how long to wait before the next status request of one job."""
+
+    total_records: int | None = None
+    started_at: float | None = None
+    """When the watch began (the PUT's end), on the same clock as `observe`: the first rate estimate counts
+    from there, which can only underestimate the rate, so the predicted end is never too early."""
+    random: Callable[[], float] = _random.random
+    _interval: float | None = None
+    _last: tuple[float, int] | None = None
+    _rate: float | None = None
+    requests: int = field(default=0)
+
+    def observe(self, now: float, status: str, processed: int | None) -> None:
+        """Record one status response: `now` on a monotonic clock, the job's status and processed count."""
+        self.requests += 1
+        if status != "processing" or processed is None:
+            self._last = None
+            return
+        last = self._last
+        if last is None and self.started_at is not None and self._rate is None:
+            last = (self.started_at, 0)
+        if last is not None:
+            then, before = last
+            if now > then and processed > before:
+                rate = (processed - before) / (now - then)
+                self._rate = rate if self._rate is None else 0.5 * self._rate + 0.5 * rate
+        self._last = (now, processed)
+
+    def eta(self) -> float | None:
+        """Seconds until the job should finish, from the processing rate, when it can be known."""
+        if self._rate is None or self._last is None or not self.total_records:
+            return None
+        remaining = max(0, self.total_records - self._last[1])
+        return remaining / self._rate
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next request (at most MAX_DELAY)."""
+        self._interval = FIRST_DELAY if self._interval is None else min(MAX_DELAY, self._interval * GROWTH)
+        delay = self._interval
+        eta = self.eta()
+        if eta is not None and eta + ETA_MARGIN < delay:
+            delay = eta + ETA_MARGIN
+        delay *= 1.0 - JITTER * self.random()
+        return max(MIN_DELAY, min(MAX_DELAY, delay))
