@@ -1,0 +1,184 @@
+"""What each operation returns: the structured content of the tools (every tool has one of these models).
+
+Each result carries a private `text`, the human summary that the MCP layer sends as the tool's text block (so it
+is not part of the structured content or its schema), and `mode` ("sandbox" or "prolific").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+Mode = Literal["sandbox", "prolific"]
+
+
+class Result(BaseModel):
+    """Common to every result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = Field(description="'sandbox' when nothing reaches Prolific")
+    _text: str = PrivateAttr(default="")
+
+    @property
+    def text(self) -> str:
+        """The human summary of this result."""
+        return self._text
+
+    def with_text(self, text: str) -> Self:
+        self._text = text
+        return self
+
+
+class WorkspaceInfo(BaseModel):
+    id: str
+    title: str | None = None
+    description: str | None = None
+
+
+class WorkspacesResult(Result):
+    workspaces: list[WorkspaceInfo]
+    default_workspace_id: str | None = Field(
+        default=None, description="The workspace create_dataset uses when none is given"
+    )
+
+
+class DatasetSummary(BaseModel):
+    id: str
+    name: str | None = None
+    workspace_id: str | None = None
+    source: str = Field(description="created (by this server), touched (used by it) or batch (found via a batch)")
+    total_datapoint_count: int | None = None
+
+
+class DatasetsResult(Result):
+    datasets: list[DatasetSummary]
+
+
+class FieldInfo(BaseModel):
+    key: str
+    type: str
+    label: str | None = None
+
+
+class ImportInfo(BaseModel):
+    import_id: str
+    status: str
+    filename: str | None = None
+    created_at: str | None = None
+    accepted_count: int | None = None
+    rejected_count: int | None = None
+    duplicate_count: int | None = None
+
+
+class DatasetResult(Result):
+    id: str
+    name: str | None = None
+    version: int | None = Field(default=None, description="3 (legacy CSV) or 4 (schema and import jobs)")
+    workspace_id: str | None = None
+    total_datapoint_count: int | None = None
+    status: str | None = Field(default=None, description="V3 only: UNINITIALISED, PROCESSING, READY or ERROR")
+    strict: bool | None = None
+    fields: list[FieldInfo] = Field(default_factory=list)
+    imports: list[ImportInfo] = Field(default_factory=list, description="most recent first (at most 10)")
+    batches: list[str] = Field(default_factory=list, description="ids of known batches using this dataset")
+
+
+class SchemaChange(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+    retyped: list[dict[str, str]] = Field(default_factory=list)
+    relabelled: list[str] = Field(default_factory=list)
+    strict_changed: list[bool] | None = None
+
+
+class MigrationInfo(BaseModel):
+    job_id: str
+    status: str
+    reprocessed_count: int | None = None
+    failed_count: int | None = None
+    reason: str | None = None
+
+
+class SetSchemaResult(Result):
+    dataset_id: str
+    applied: bool
+    dry_run: bool
+    changes: SchemaChange
+    migration: MigrationInfo | None = None
+    finished: bool = Field(description="false while a migration is still running")
+    released_imports: list[str] = Field(default_factory=list, description="pending_schema imports now moving on")
+    still_parked: list[str] = Field(default_factory=list, description="pending_schema imports that did not move")
+
+
+class RejectionGroupInfo(BaseModel):
+    field: str | None = Field(description="the schema key concerned, '_raw' for unreadable records")
+    reason: str
+    count: int
+    records: list[int] = Field(description="1-based record numbers (at most 20)")
+    lines: list[int] = Field(default_factory=list, description="line numbers in the local file, when known")
+    fix: str
+
+
+class PreflightInfo(BaseModel):
+    sha256: str
+    size: int
+    record_count: int
+    expected_rejections: int = Field(description="records the local check expects Prolific to reject")
+    groups: list[RejectionGroupInfo] = Field(default_factory=list)
+
+
+class ImportResult(Result):
+    dataset_id: str
+    import_id: str | None = None
+    filename: str | None = None
+    status: str = Field(description="the import's status, or the upload's phase while the file is being sent")
+    finished: bool = Field(description="true at a terminal status: complete, partial, failed or pending_schema")
+    progress: float = Field(description="0-100, as in the progress notifications")
+    accepted_count: int | None = None
+    rejected_count: int | None = None
+    duplicate_count: int | None = None
+    record_count: int | None = None
+    total_datapoint_count: int | None = None
+    reason: str | None = None
+    groups: list[RejectionGroupInfo] = Field(default_factory=list)
+    rejected_file: str | None = None
+    rejected_written: int | None = None
+    orphaned_imports: list[str] = Field(default_factory=list)
+    preflight: PreflightInfo | None = None
+    next_call: str | None = Field(default=None, description="the exact call to make next, when there is one")
+    from_ledger: bool = Field(default=False, description="true when the stored outcome of an earlier upload")
+
+
+class AppendRecordsResult(Result):
+    dataset_id: str
+    accepted_count: int
+    rejected_count: int
+    duplicate_count: int
+    groups: list[RejectionGroupInfo] = Field(default_factory=list)
+    retried: bool = False
+
+
+class ValidateResult(Result):
+    ok: bool = Field(description="false when the file is certain to fail as a whole")
+    failure: str | None = None
+    format: str
+    record_count: int
+    expected_rejections: int
+    groups: list[RejectionGroupInfo] = Field(default_factory=list)
+    sha256: str
+    size: int
+
+
+class SuggestSchemaResult(Result):
+    fields: dict[str, dict[str, str]] = Field(description="ready to pass as `fields` to create_dataset or set_schema")
+    strict: bool
+    sampled_records: int
+    reasons: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+def structured(result: Result) -> dict[str, Any]:
+    """The structured content of a result (its `text` is the text block, not part of it)."""
+    return result.model_dump(mode="json")

@@ -1,0 +1,491 @@
+"""The server-owned upload task (DESIGN §3–§5): the upload queue, the PUT, the import watch, cancellation.
+
+An `UploadJob` runs in the manager's task group, not in the tool call that started it, so it outlives the call:
+a call waits on the job for its `wait_seconds`, then hands off with the next call to make, while the job goes on
+(PUT, then the import watched to a terminal status). Cancelling a call aborts the job only while its PUT is
+still in flight; after that the import goes on at Prolific and only the waiting stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import anyio
+import anyio.abc
+
+from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api.errors import NotFoundError, ProlificError, UploadUrlExpiredError
+from prolific_mcp.api.models import ImportJob
+from prolific_mcp.records import FileFormat
+from prolific_mcp.redaction import redact
+from prolific_mcp.uploads.files import OpenedFile
+from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
+from prolific_mcp.uploads.polling import PollPlanner
+from prolific_mcp.uploads.summary import ErrorItem, write_rejected_file
+from prolific_mcp.uploads.text import plural
+
+log = logging.getLogger("prolific_mcp.uploads")
+
+QUEUE_LIMIT: Final = 100
+HEARTBEAT: Final = 10.0
+Phase = Literal["waiting_for_slot", "requesting_url", "uploading", "watching", "done"]
+
+
+class UploadBusyError(Exception):
+    """The upload queue is full."""
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1_000_000:,.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:,.0f} MB"
+
+
+@dataclass(slots=True)
+class UploadPlan:
+    """Everything a job needs, decided by the caller before any network call."""
+
+    key: UploadKey
+    dataset_id: str
+    filename: str
+    fmt: FileFormat
+    size: int
+    record_count: int | None
+    opened: OpenedFile | None
+    """The open file to PUT (None when only watching an import that was already uploaded)."""
+    local_path: Path | None
+    v3: bool = False
+    write_rejected: bool = True
+
+
+@dataclass(eq=False)
+class UploadJob:
+    """One upload in progress, owned by the manager; its fields are read by the calls that wait on it."""
+
+    plan: UploadPlan
+    phase: Phase = "waiting_for_slot"
+    slots_ahead: int = 0
+    bytes_sent: int = 0
+    import_id: str | None = None
+    ledger_row: UploadRow | None = None
+    latest: ImportJob | None = None
+    v3_status: str | None = None
+    error: BaseException | None = None
+    cancelled: bool = False
+    watch_gave_up: bool = False
+    orphans: list[str] = field(default_factory=list)
+    rejected_file: str | None = None
+    rejected_written: int | None = None
+    put_attempts: int = 0
+    done: anyio.Event = field(default_factory=anyio.Event)
+    _changed: anyio.Event = field(default_factory=anyio.Event)
+    _scope: anyio.CancelScope | None = None
+
+    # ----- observing -----
+
+    def changed(self) -> anyio.Event:
+        """An event set at the job's next change (take it, then wait on it)."""
+        return self._changed
+
+    def _touch(self) -> None:
+        old, self._changed = self._changed, anyio.Event()
+        old.set()
+
+    @property
+    def terminal_status(self) -> str | None:
+        if self.latest is not None and self.latest.is_terminal:
+            return self.latest.status
+        if self.v3_status in ("READY", "ERROR"):
+            return self.v3_status
+        return None
+
+    @property
+    def in_put(self) -> bool:
+        """True until the file has been fully received: cancelling now aborts the upload."""
+        return self.phase in ("waiting_for_slot", "requesting_url", "uploading")
+
+    def progress(self) -> tuple[float, str]:
+        """(value 0–100, a message a person can read) for the job's current state (DESIGN §4)."""
+        name = self.plan.filename
+        if self.phase == "waiting_for_slot":
+            return 0.0, f"waiting for an upload slot ({self.slots_ahead} ahead)"
+        if self.phase == "requesting_url":
+            return 0.0, f"asking for an upload URL for {name}"
+        if self.phase == "uploading":
+            size = max(1, self.plan.size)
+            return 50.0 * self.bytes_sent / size, f"uploading {name}: {_mb(self.bytes_sent)} of {_mb(self.plan.size)}"
+        status = self.terminal_status
+        if self.phase == "done" or status is not None:
+            return 100.0, f"{(status or 'finished').lower()}: {name}"
+        if self.plan.v3:
+            return 50.0, f"Prolific is processing {name} (dataset status {self.v3_status or 'unknown'})"
+        job = self.latest
+        if job is None or job.status == "uninitialised":
+            return 50.0, f"uploaded {name}; waiting for Prolific to pick it up"
+        if job.status == "queued":
+            return 50.0, "queued behind another import on this dataset"
+        if job.status == "processing":
+            done = job.processed_offset or 0
+            total = self.plan.record_count
+            if total:
+                share = min(1.0, done / total)
+                return 50.0 + 49.0 * share, f"processing: {done:,} of {total:,} records"
+            return 50.0, f"processing: {done:,} records so far"
+        return 50.0, f"import status: {job.status}"
+
+    def cancel(self) -> None:
+        """Abort the job if its PUT is still in flight (the user changed their mind)."""
+        if self.in_put and self._scope is not None:
+            self.cancelled = True
+            self._scope.cancel()
+
+
+ProgressCallback = Callable[[float, str], Awaitable[None]]
+
+
+async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None) -> bool:
+    """Wait up to `seconds` for the job to finish, reporting progress; True when it finished.
+
+    Values strictly increase (a heartbeat at least every 10 s nudges the value by a small step), and a cancelled
+    call aborts the job only while its PUT is in flight.
+    """
+    last = -1.0
+    deadline = anyio.current_time() + max(0.0, seconds)
+    try:
+        while True:
+            changed = job.changed()
+            value, message = job.progress()
+            if report is not None:
+                if value <= last:
+                    ceiling = 49.99 if value < 50 else 99.99
+                    value = min(last + 0.01, ceiling) if last < ceiling else last
+                if value > last:
+                    await report(value, message)
+                    last = value
+            if job.done.is_set():
+                return True
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return False
+            with anyio.move_on_after(min(HEARTBEAT, remaining)):
+                await changed.wait()
+    except anyio.get_cancelled_exc_class():
+        job.cancel()
+        raise
+
+
+class UploadManager:
+    """Runs upload jobs in its own task group with at most `max_uploads` PUTs at once (FIFO for the rest)."""
+
+    def __init__(
+        self,
+        client: ProlificClient,
+        ledger: Ledger,
+        *,
+        max_uploads: int = 4,
+        queue_limit: int = QUEUE_LIMIT,
+        watch_seconds: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.max_uploads = max_uploads
+        self.queue_limit = queue_limit
+        self.watch_seconds = watch_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._active = 0
+        self._waiting: deque[tuple[UploadJob, anyio.Event]] = deque()
+        self._jobs: dict[tuple[str, str], UploadJob] = {}
+        self._by_key: dict[UploadKey, UploadJob] = {}
+
+    async def __aenter__(self) -> UploadManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        return await self._tg.__aexit__(*exc)
+
+    # ----- lookup -----
+
+    def job_for_key(self, key: UploadKey) -> UploadJob | None:
+        job = self._by_key.get(key)
+        return job if job is not None and not job.done.is_set() else None
+
+    def job_for_import(self, dataset_id: str, import_id: str) -> UploadJob | None:
+        return self._jobs.get((dataset_id, import_id))
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    # ----- starting -----
+
+    def start_upload(self, plan: UploadPlan) -> UploadJob:
+        """Queue a new upload; raises UploadBusyError when the queue is full."""
+        if len(self._waiting) >= self.queue_limit:
+            raise UploadBusyError(
+                f"the server is busy: {len(self._waiting)} uploads are waiting for a slot; try again in a minute"
+            )
+        job = UploadJob(plan)
+        self._by_key[plan.key] = job
+        self._spawn(self._run_upload, job)
+        return job
+
+    def watch_import(self, plan: UploadPlan, row: UploadRow) -> UploadJob:
+        """Watch an import that was already uploaded (a resume through the ledger)."""
+        existing = self.job_for_import(plan.dataset_id, row.import_id or "")
+        if existing is not None and not existing.done.is_set():
+            return existing
+        job = UploadJob(plan, phase="watching", import_id=row.import_id, ledger_row=row)
+        if row.import_id:
+            self._jobs[(plan.dataset_id, row.import_id)] = job
+        self._by_key[plan.key] = job
+        self._spawn(self._run_watch, job)
+        return job
+
+    def _spawn(self, func: Callable[[UploadJob], Awaitable[None]], job: UploadJob) -> None:
+        if self._tg is None:
+            raise RuntimeError("the upload manager is not running")
+        self._tg.start_soon(self._guard, func, job)
+
+    async def _guard(self, func: Callable[[UploadJob], Awaitable[None]], job: UploadJob) -> None:
+        with anyio.CancelScope() as scope:
+            job._scope = scope
+            try:
+                await func(job)
+            except Exception as exc:
+                job.error = exc
+                log.warning("upload of %s ended with an error: %s", job.plan.filename, redact(str(exc)))
+        if scope.cancelled_caught and job.error is None and job.terminal_status is None:
+            job.cancelled = True
+        job.phase = "done"
+        await self._finish(job)
+
+    async def _finish(self, job: UploadJob) -> None:
+        with anyio.CancelScope(shield=True):
+            if job.cancelled and job.ledger_row is not None and job.ledger_row.state in ("url_issued", "uploading"):
+                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, job.ledger_row.id, "cancelled")
+            if job.plan.opened is not None:
+                job.plan.opened.close()
+            job.done.set()
+            job._touch()
+
+    # ----- the slot queue -----
+
+    async def _acquire_slot(self, job: UploadJob) -> None:
+        if self._active < self.max_uploads and not self._waiting:
+            self._active += 1
+            return
+        ready = anyio.Event()
+        entry = (job, ready)
+        self._waiting.append(entry)
+        self._renumber()
+        try:
+            await ready.wait()
+        except BaseException:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+                self._renumber()
+            elif ready.is_set():
+                self._release_slot()
+            raise
+
+    def _release_slot(self) -> None:
+        if self._waiting:
+            _, ready = self._waiting.popleft()
+            ready.set()
+            self._renumber()
+        else:
+            self._active -= 1
+
+    def _renumber(self) -> None:
+        for position, (job, _) in enumerate(self._waiting):
+            if job.slots_ahead != position:
+                job.slots_ahead = position
+                job._touch()
+
+    # ----- the job bodies -----
+
+    async def _run_upload(self, job: UploadJob) -> None:
+        plan = job.plan
+        assert plan.opened is not None
+        job.phase = "waiting_for_slot"
+        job._touch()
+        await self._acquire_slot(job)
+        try:
+            await self._put_with_fresh_url(job)
+        finally:
+            self._release_slot()
+        job.phase = "watching"
+        job._touch()
+        await self._watch(job)
+
+    async def _request_url(self, job: UploadJob) -> Any:
+        plan = job.plan
+        job.phase = "requesting_url"
+        job._touch()
+        target = await self.client.get_upload_url(plan.dataset_id, plan.filename)
+        job.import_id = target.import_id
+        job.ledger_row = await anyio.to_thread.run_sync(
+            lambda: self.ledger.record_url_issued(
+                plan.key,
+                import_id=target.import_id,
+                filename=plan.filename,
+                local_path=str(plan.local_path) if plan.local_path else None,
+                fmt=plan.fmt,
+                record_count=plan.record_count,
+            )
+        )
+        if target.import_id:
+            self._jobs[(plan.dataset_id, target.import_id)] = job
+        return target
+
+    async def _put_with_fresh_url(self, job: UploadJob) -> None:
+        plan = job.plan
+        assert plan.opened is not None
+        target = await self._request_url(job)
+        for attempt in (1, 2):
+            row = job.ledger_row
+            assert row is not None
+            job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "uploading")
+            job.phase = "uploading"
+            job.bytes_sent = 0
+            job._touch()
+
+            async def on_progress(sent: int, total: int) -> None:
+                job.bytes_sent = sent
+                job._touch()
+
+            try:
+                result = await self.client.put_file(target, plan.opened.fd, size=plan.size, on_progress=on_progress)
+            except UploadUrlExpiredError:
+                if attempt == 2:
+                    raise
+                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
+                if job.import_id:
+                    job.orphans.append(job.import_id)
+                target = await self._request_url(job)
+                continue
+            job.put_attempts += result.attempts
+            job.bytes_sent = plan.size
+            job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "uploaded")
+            job._touch()
+            return
+
+    async def _run_watch(self, job: UploadJob) -> None:
+        await self._watch(job)
+
+    async def _watch(self, job: UploadJob) -> None:
+        """Poll the import (or the V3 dataset status) on the polling schedule until a terminal status."""
+        plan = job.plan
+        planner = PollPlanner(total_records=plan.record_count, started_at=self._clock())
+        started = self._clock()
+        errors_in_a_row = 0
+        while True:
+            try:
+                if plan.v3:
+                    status = await self.client.get_dataset_status(plan.dataset_id)
+                    job.v3_status = status.status
+                    planner.observe(self._clock(), (status.status or "").lower(), None)
+                    finished = status.is_terminal
+                else:
+                    assert job.import_id is not None
+                    job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
+                    planner.observe(self._clock(), job.latest.status, job.latest.processed_offset)
+                    finished = job.latest.is_terminal
+                errors_in_a_row = 0
+            except NotFoundError:
+                raise
+            except ProlificError as exc:
+                errors_in_a_row += 1
+                log.info("status check failed (%s in a row): %s", errors_in_a_row, redact(str(exc)))
+                if errors_in_a_row >= 5:
+                    raise
+                finished = False
+            job._touch()
+            if finished:
+                await self._record_outcome(job)
+                return
+            if self._clock() - started > self.watch_seconds:
+                job.watch_gave_up = True
+                return
+            await self._sleep(planner.next_delay())
+
+    async def _record_outcome(self, job: UploadJob) -> None:
+        row = job.ledger_row
+        if row is None:
+            return
+        if job.plan.v3:
+            state = "complete" if job.v3_status == "READY" else "failed"
+            outcome: dict[str, Any] = {"status": job.v3_status}
+        else:
+            assert job.latest is not None
+            state = job.latest.status
+            outcome = job.latest.model_dump(mode="json", by_alias=True)
+        job.ledger_row = await anyio.to_thread.run_sync(
+            lambda: self.ledger.set_state(row.id, state, outcome)  # type: ignore[arg-type]
+        )
+        if job.plan.write_rejected and job.latest is not None and job.latest.errors:
+            await self.write_rejected(job)
+
+    async def write_rejected(self, job: UploadJob) -> None:
+        """Write the itemised rejected records beside the original, once per import (claimed in the ledger)."""
+        plan, latest, row = job.plan, job.latest, job.ledger_row
+        if plan.opened is None or plan.local_path is None or latest is None or row is None:
+            return
+        if not _unchanged(plan.opened):
+            return
+        indexes = {e.record_index for e in latest.errors if e.record_index is not None}
+        if not indexes:
+            return
+        opened = plan.opened
+
+        def write() -> tuple[str, int] | None:
+            if row.rejected_file is not None:
+                return None
+            path, written = write_rejected_file(plan.local_path, opened.fd, plan.fmt, indexes)  # type: ignore[arg-type]
+            if not self.ledger.record_rejected_file(row.id, str(path)):
+                path.unlink(missing_ok=True)
+                return None
+            return str(path), written
+
+        try:
+            result = await anyio.to_thread.run_sync(write)
+        except OSError as exc:
+            log.warning("could not write the rejected-records file: %s", exc.strerror)
+            return
+        if result is not None:
+            job.rejected_file, job.rejected_written = result
+
+
+def _unchanged(opened: OpenedFile) -> bool:
+    """The open file still has the size and modification time it had when it was scanned."""
+    try:
+        st = os.fstat(opened.fd)
+    except OSError:
+        return False
+    return st.st_size == opened.size and st.st_mtime_ns == opened.mtime_ns
+
+
+def error_items(job: ImportJob) -> list[ErrorItem]:
+    """An import's itemised errors as summary items."""
+    return [ErrorItem(e.record_index, e.field, e.reason) for e in job.errors]
+
+
+def describe_counts(job: ImportJob) -> str:
+    """'36 accepted, 4 rejected' for an import in a terminal or partial state."""
+    parts = [f"{plural(job.accepted_count or 0, 'record')} accepted"]
+    if job.rejected_count:
+        parts.append(f"{job.rejected_count:,} rejected")
+    return ", ".join(parts)

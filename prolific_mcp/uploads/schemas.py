@@ -1,0 +1,205 @@
+"""Schema work that needs no network: suggesting a schema from a file, and the diff between two schemas."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from prolific_mcp.records import (
+    MAX_FIELDS,
+    MAX_KEY_LENGTH,
+    FileFailure,
+    FileFormat,
+    Schema,
+    iter_records,
+)
+from prolific_mcp.records.rules import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, url_path
+
+SAMPLE_RECORDS: Final = 1000
+GROUP_KEYS: Final = frozenset({"task_group_id", "meta_task_group_id", "task_group", "taskgroupid"})
+_ID_LIKE = re.compile(r"(?i)^(id|uuid|guid|key|row|index|idx|.*[_\- ]id|.*[_\- ]uuid|.*Id)$")
+
+
+@dataclass(slots=True)
+class SuggestedSchema:
+    """Fields ready for create_dataset/set_schema, with why each type was chosen."""
+
+    fields: dict[str, dict[str, str]]
+    strict: bool
+    sampled: int
+    notes: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def _label(key: str) -> str:
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", key.removeprefix("META_")).replace("_", " ").replace("-", " ")
+    words = " ".join(words.split())
+    return (words[:1].upper() + words[1:])[:255] if words else key[:255]
+
+
+def _url_kind(values: list[object]) -> str | None:
+    """image_url/audio_url/video_url when every value is an http(s) URL of one media kind; 'url' for other URLs."""
+    kinds: set[str] = set()
+    for value in values:
+        if not isinstance(value, str):
+            return None
+        path = url_path(value)
+        if path is None:
+            return None
+        lowered = path.lower()
+        if lowered.endswith(AUDIO_EXTENSIONS):
+            kinds.add("audio_url")
+        elif lowered.endswith(VIDEO_EXTENSIONS):
+            kinds.add("video_url")
+        elif lowered.endswith(IMAGE_EXTENSIONS):
+            kinds.add("image_url")
+        else:
+            kinds.add("url")
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "url" if kinds else None
+
+
+def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> SuggestedSchema:
+    """Suggest field types from the first `sample` records of a file (read through the descriptor).
+
+    URL columns become image_url/audio_url/video_url by extension; id-like and `META_` columns metadata;
+    `task_group_id` only when the column is plainly named so; everything else text (non-string values metadata).
+    """
+    with os.fdopen(os.dup(fd), "rb", buffering=io.DEFAULT_BUFFER_SIZE) as stream:
+        stream.seek(0)
+        values: dict[str, list[object]] = {}
+        present: dict[str, int] = {}
+        sampled = 0
+        try:
+            for rec in iter_records(stream, fmt):
+                if rec.value is None:
+                    continue
+                sampled += 1
+                for key, value in rec.value.items():
+                    bucket = values.setdefault(key, [])
+                    if value is not None and value != "":
+                        present[key] = present.get(key, 0) + 1
+                        if len(bucket) < 50:
+                            bucket.append(value)
+                if sampled >= sample:
+                    break
+        except FileFailure as exc:
+            raise ValueError(exc.reason) from None
+    notes: list[str] = []
+    fields: dict[str, dict[str, str]] = {}
+    reasons: dict[str, str] = {}
+    group_taken = False
+    for key, seen in values.items():
+        if len(fields) >= MAX_FIELDS:
+            notes.append(f"only the first {MAX_FIELDS} columns were kept (a schema has at most {MAX_FIELDS} fields)")
+            break
+        if not 1 <= len(key) <= MAX_KEY_LENGTH:
+            notes.append(f"column {key[:40]!r} was skipped: keys are 1 to {MAX_KEY_LENGTH} characters")
+            continue
+        lowered = key.lower()
+        if lowered in GROUP_KEYS and not group_taken:
+            ftype, why = "task_group_id", "named as a task group id"
+            group_taken = True
+        elif key.startswith("META_"):
+            ftype, why = "metadata", "META_ columns are hidden from participants"
+        elif _ID_LIKE.match(key):
+            ftype, why = "metadata", "looks like an identifier"
+        elif not seen:
+            ftype, why = "text", "no values in the sample; text is the safe default"
+        elif not all(isinstance(v, str) for v in seen):
+            ftype, why = "metadata", "holds numbers, booleans or objects rather than text"
+        else:
+            kind = _url_kind(seen)
+            if kind in ("image_url", "audio_url", "video_url"):
+                ftype, why = kind, f"every value is a link to a {kind.split('_')[0]} file"
+            elif kind == "url":
+                ftype, why = "text", "links without an image, audio or video extension are kept as text"
+            else:
+                ftype, why = "text", "free text"
+        fields[key] = {"type": ftype, "label": _label(key)}
+        reasons[key] = why
+    everywhere = bool(values) and all(present.get(k, 0) == sampled for k in fields)
+    if not fields:
+        notes.append("no records with fields were found in the sample")
+    if everywhere and sampled:
+        notes.append("every sampled record has every field: strict=true would also reject future records missing one")
+    if not group_taken:
+        notes.append("no task_group_id column was obvious: records will be grouped by tasks_per_group")
+    return SuggestedSchema(fields=fields, strict=False, sampled=sampled, notes=notes, reasons=reasons)
+
+
+@dataclass(slots=True)
+class SchemaDiff:
+    """What a new schema changes relative to the current one."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    retyped: list[tuple[str, str, str]] = field(default_factory=list)
+    relabelled: list[str] = field(default_factory=list)
+    strict_changed: tuple[bool, bool] | None = None
+    task_group_moved: tuple[str | None, str | None] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.added
+            or self.removed
+            or self.retyped
+            or self.relabelled
+            or self.strict_changed
+            or self.task_group_moved
+        )
+
+    @property
+    def destructive(self) -> bool:
+        """Removals and type changes re-normalise (and may null) existing datapoints."""
+        return bool(self.removed or self.retyped)
+
+    def describe(self) -> list[str]:
+        lines = []
+        if self.added:
+            lines.append("add " + ", ".join(self.added))
+        if self.removed:
+            lines.append("remove " + ", ".join(self.removed))
+        for key, old, new in self.retyped:
+            lines.append(f"change {key} from {old} to {new}")
+        if self.relabelled:
+            lines.append("relabel " + ", ".join(self.relabelled))
+        if self.strict_changed:
+            lines.append(f"strict {str(self.strict_changed[0]).lower()} → {str(self.strict_changed[1]).lower()}")
+        return lines or ["no change"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "retyped": [{"field": k, "from": a, "to": b} for k, a, b in self.retyped],
+            "relabelled": self.relabelled,
+            "strict_changed": list(self.strict_changed) if self.strict_changed else None,
+        }
+
+
+def schema_diff(old: Schema | None, new: Schema) -> SchemaDiff:
+    """The changes from `old` (None or empty: no schema yet) to `new`."""
+    diff = SchemaDiff()
+    before: Mapping[str, Any] = {f.key: f for f in old.fields} if old is not None else {}
+    after = {f.key: f for f in new.fields}
+    diff.added = [k for k in after if k not in before]
+    diff.removed = [k for k in before if k not in after]
+    for key in after:
+        if key in before:
+            if before[key].type != after[key].type:
+                diff.retyped.append((key, before[key].type, after[key].type))
+            elif (before[key].label or None) != (after[key].label or None):
+                diff.relabelled.append(key)
+    if old is not None and not old.is_empty and old.strict != new.strict:
+        diff.strict_changed = (old.strict, new.strict)
+    old_group = old.task_group_key if old is not None else None
+    if old_group != new.task_group_key and old is not None and not old.is_empty:
+        diff.task_group_moved = (old_group, new.task_group_key)
+    return diff
