@@ -335,7 +335,7 @@ class UploadManager:
         plan = job.plan
         job.phase = "requesting_url"
         job._touch()
-        target = await self.client.get_upload_url(plan.dataset_id, plan.filename)
+        target = await self.client.get_upload_url(plan.dataset_id, plan.filename, expect_import_id=not plan.v3)
         job.import_id = target.import_id
         job.ledger_row = await anyio.to_thread.run_sync(
             lambda: self.ledger.record_url_issued(
