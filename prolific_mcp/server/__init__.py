@@ -1,0 +1,1 @@
+"""The thin MCP layer: tools, resources and prompts over the upload service."""

@@ -1,0 +1,141 @@
+"""Resources (views of workspaces, datasets, schemas and imports), completions and the import prompt."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
+
+from prolific_mcp.api.errors import NotFoundError, ProlificError
+from prolific_mcp.ids import InvalidIdError
+from prolific_mcp.redaction import redact
+from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
+from prolific_mcp.uploads.results import structured
+from prolific_mcp.uploads.service import OperationError
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
+    """Add the resources, the dataset-id completions and the `import_dataset` prompt."""
+
+    async def guarded(uri: str, make: Any) -> str:
+        try:
+            service = await holder.get()
+            return str(await make(service))
+        except NotFoundError as exc:
+            raise ResourceNotFoundError(f"{uri}: {redact(str(exc))}") from None
+        except (OperationError, ProlificError, InvalidIdError) as exc:
+            raise ResourceError(f"{uri}: {redact(str(exc))}") from None
+
+    @mcp.resource(
+        "prolific://workspaces",
+        name="workspaces",
+        title="Prolific workspaces",
+        description="The workspaces of this account (JSON).",
+        mime_type="application/json",
+    )
+    async def workspaces() -> str:
+        async def make(service: Any) -> str:
+            return _json(structured(await service.list_workspaces()))
+
+        return await guarded("prolific://workspaces", make)
+
+    @mcp.resource(
+        "prolific://datasets",
+        name="datasets",
+        title="Known datasets",
+        description="Datasets created or used through this server, and those attached to batches (JSON).",
+        mime_type="application/json",
+    )
+    async def datasets() -> str:
+        async def make(service: Any) -> str:
+            return _json(structured(await service.list_datasets()))
+
+        return await guarded("prolific://datasets", make)
+
+    @mcp.resource(
+        "prolific://datasets/{dataset_id}",
+        name="dataset",
+        title="Dataset",
+        description="A readable view of one dataset: version, counts, schema table, latest imports.",
+        mime_type="text/markdown",
+    )
+    async def dataset(dataset_id: str) -> str:
+        async def make(service: Any) -> str:
+            result = await service.get_dataset(dataset_id)
+            text = result.text
+            return f"{SANDBOX_LINE}\n\n{text}" if result.mode == "sandbox" else text
+
+        return await guarded(f"prolific://datasets/{dataset_id}", make)
+
+    @mcp.resource(
+        "prolific://datasets/{dataset_id}/schema",
+        name="dataset-schema",
+        title="Dataset schema",
+        description="A dataset's schema as JSON ({strict, fields}), ready to edit and pass to set_schema.",
+        mime_type="application/json",
+    )
+    async def dataset_schema(dataset_id: str) -> str:
+        async def make(service: Any) -> str:
+            result = await service.get_dataset(dataset_id)
+            fields = {f.key: {"type": f.type, **({"label": f.label} if f.label else {})} for f in result.fields}
+            return _json(
+                {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
+            )
+
+        return await guarded(f"prolific://datasets/{dataset_id}/schema", make)
+
+    @mcp.resource(
+        "prolific://datasets/{dataset_id}/imports/{import_id}",
+        name="import",
+        title="Import job",
+        description="One import job as Prolific reports it (JSON): status, counts, itemised errors.",
+        mime_type="application/json",
+    )
+    async def import_job(dataset_id: str, import_id: str) -> str:
+        async def make(service: Any) -> str:
+            job = await service.client.get_import(dataset_id, import_id)
+            return _json(job.model_dump(mode="json", by_alias=True))
+
+        return await guarded(f"prolific://datasets/{dataset_id}/imports/{import_id}", make)
+
+    @mcp.completion()  # type: ignore[no-untyped-call, untyped-decorator]
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        if argument.name != "dataset_id" or holder.service is None:
+            return None
+        service = holder.service
+        try:
+            known = service.ledger.known_datasets(service.options.origin, await service.account_id())
+        except ProlificError:
+            return None
+        values = [d.dataset_id for d in known if d.dataset_id.startswith(argument.value)]
+        return Completion(values=values[:100], total=len(values), has_more=len(values) > 100)
+
+    @mcp.prompt(
+        name="import_dataset",
+        title="Import a data file into a new dataset",
+        description="Walks through suggest_schema → create_dataset → upload_file for one local file.",
+    )
+    def import_dataset(path: str, name: str = "") -> str:
+        label = name or "a name based on the file"
+        return (
+            f"Import the records in {path} into a new Prolific AI Task Builder dataset called {label}.\n"
+            f"1. Call suggest_schema(path={path!r}) and check the suggested field types; adjust any that are wrong "
+            "(text is shown to participants; metadata is kept but hidden; task_group_id groups records).\n"
+            "2. Call validate_file with those fields to see which records would be rejected, and tell me.\n"
+            "3. Call create_dataset(name=..., fields=<the fields>, strict=false).\n"
+            f"4. Call upload_file(dataset_id=<the new id>, path={path!r}) and keep me posted on its progress. If it "
+            "returns before the import finishes, follow its next_call.\n"
+            "5. Summarise the outcome for me: how many records were accepted, which were rejected and why, and "
+            "where the rejected-records file is."
+        )

@@ -1,0 +1,287 @@
+"""The tools (DESIGN §10): names, parameters and hints as the table says; each docstring is what an agent reads.
+
+Each tool is a thin call into the service; its text block is the human summary and its structured content the
+result model. Failures become ToolErrors whose text says what to do (and never carries a secret).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
+
+from prolific_mcp.api.errors import ProlificError
+from prolific_mcp.ids import InvalidIdError
+from prolific_mcp.redaction import redact
+from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
+from prolific_mcp.uploads.results import (
+    AppendRecordsResult,
+    DatasetResult,
+    DatasetsResult,
+    ImportResult,
+    Result,
+    SetSchemaResult,
+    SuggestSchemaResult,
+    ValidateResult,
+    WorkspacesResult,
+    structured,
+)
+from prolific_mcp.uploads.service import DatasetService, OperationError
+
+R = TypeVar("R", bound=Result)
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+Fields = dict[str, dict[str, str]]
+Records = list[dict[str, Any]]
+
+
+def _links(result: Result) -> list[ResourceLink]:
+    dataset_id = getattr(result, "dataset_id", None) or (result.id if isinstance(result, DatasetResult) else None)
+    links: list[ResourceLink] = []
+    if dataset_id:
+        links.append(
+            ResourceLink(
+                type="resource_link",
+                uri=f"prolific://datasets/{dataset_id}",
+                name=f"dataset {dataset_id}",
+                mime_type="text/markdown",
+            )
+        )
+        import_id = getattr(result, "import_id", None)
+        if import_id:
+            links.append(
+                ResourceLink(
+                    type="resource_link",
+                    uri=f"prolific://datasets/{dataset_id}/imports/{import_id}",
+                    name=f"import {import_id}",
+                    mime_type="application/json",
+                )
+            )
+    return links
+
+
+def to_call_result(result: Result) -> CallToolResult:
+    """The human text (after the SANDBOX line in sandbox mode), resource links, and the structured content."""
+    text = result.text
+    if result.mode == "sandbox":
+        text = f"{SANDBOX_LINE}\n{text}"
+    content: list[Any] = [TextContent(type="text", text=redact(text)), *_links(result)]
+    return CallToolResult(content=content, structured_content=structured(result))
+
+
+async def run_tool(holder: StateHolder, call: Callable[[DatasetService], Awaitable[R]]) -> CallToolResult:
+    """Run one operation; every expected failure becomes a ToolError an agent can act on."""
+    prefix = f"{SANDBOX_LINE} " if holder.mode == "sandbox" else ""
+    try:
+        service = await holder.get()
+        return to_call_result(await call(service))
+    except (OperationError, ProlificError, InvalidIdError) as exc:
+        raise ToolError(prefix + redact(str(exc))) from None
+
+
+def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
+    async def report(value: float, message: str) -> None:
+        await ctx.report_progress(value, 100, message)
+
+    return report
+
+
+def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, default_wait: float) -> None:
+    """Add the tools; write tools only when not read-only."""
+
+    @mcp.tool(title="List workspaces", annotations=READ)
+    async def list_workspaces() -> Annotated[CallToolResult, WorkspacesResult]:
+        """List the Prolific workspaces this account belongs to, with their ids.
+
+        Use it to find the workspace_id for create_dataset (needed only when there is more than one workspace and
+        PROLIFIC_WORKSPACE_ID is not set). Returns each workspace's id and title, and the default one.
+        """
+        return await run_tool(holder, lambda s: s.list_workspaces())
+
+    @mcp.tool(title="List datasets", annotations=READ)
+    async def list_datasets(workspace_id: str = "") -> Annotated[CallToolResult, DatasetsResult]:
+        """List the datasets this server knows: those created or used through it, and those attached to batches.
+
+        Prolific has no endpoint that lists datasets, so a dataset created elsewhere and not used by any batch only
+        appears after get_dataset is called with its id. workspace_id narrows the list to one workspace. Next:
+        get_dataset(dataset_id) for a dataset's schema and imports.
+        """
+        return await run_tool(holder, lambda s: s.list_datasets(workspace_id or None))
+
+    @mcp.tool(title="Get dataset", annotations=READ)
+    async def get_dataset(dataset_id: str) -> Annotated[CallToolResult, DatasetResult]:
+        """Show one dataset: name, version (4 with a schema and import jobs, or legacy 3), datapoint count, the
+        schema as a table, and its latest imports with their status and counts.
+
+        Next: upload_file to add data, set_schema to change fields, get_import_status to follow an import.
+        """
+        return await run_tool(holder, lambda s: s.get_dataset(dataset_id))
+
+    @mcp.tool(title="Get import status", annotations=READ)
+    async def get_import_status(
+        dataset_id: str, import_id: str, ctx: Context, wait_seconds: float = default_wait
+    ) -> Annotated[CallToolResult, ImportResult]:
+        """Follow an import until it finishes or wait_seconds pass (0 answers at once), with progress.
+
+        Returns the status; when finished (complete, partial, failed, pending_schema) the counts and the rejected
+        records grouped by cause with record numbers and fixes (with excerpts when this machine uploaded the
+        file). Read-only: it never writes files. If it is still running after the wait, call it again.
+        """
+        return await run_tool(
+            holder,
+            lambda s: s.get_import_status(dataset_id, import_id, wait_seconds=wait_seconds, progress=_progress(ctx)),
+        )
+
+    @mcp.tool(title="Suggest a schema", annotations=LOCAL_READ)
+    async def suggest_schema(path: str, format: str = "") -> Annotated[CallToolResult, SuggestSchemaResult]:
+        """Suggest dataset fields and types from a sample of a local .jsonl/.ndjson/.csv file.
+
+        URL columns become image_url, audio_url or video_url by extension; id-like and META_ columns metadata;
+        task_group_id only when a column is plainly named so; other text columns text. The fields are ready to pass
+        to create_dataset(fields=...) or set_schema. Start here when making a dataset from a file.
+        """
+        return await run_tool(holder, lambda s: s.suggest_schema(path, format or None))
+
+    @mcp.tool(title="Validate a file", annotations=LOCAL_READ)
+    async def validate_file(
+        path: str,
+        dataset_id: str = "",
+        fields: Fields = {},  # noqa: B006 (never mutated)
+        strict: bool = False,
+        format: str = "",
+    ) -> Annotated[CallToolResult, ValidateResult]:
+        """Check a local data file against a dataset's schema (dataset_id) or given fields and strict, without
+        importing anything.
+
+        Returns the record count, whether the file can be imported at all, and the records that would be rejected,
+        grouped by cause with record and line numbers. Next: fix the file, or upload_file.
+        """
+        return await run_tool(
+            holder, lambda s: s.validate_file(path, dataset_id or None, fields, strict, format or None)
+        )
+
+    if read_only:
+        return
+
+    @mcp.tool(
+        title="Create dataset",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def create_dataset(
+        name: str,
+        workspace_id: str = "",
+        fields: Fields = {},  # noqa: B006 (never mutated)
+        strict: bool = False,
+        legacy_v3: bool = False,
+    ) -> Annotated[CallToolResult, DatasetResult]:
+        """Create an AI Task Builder dataset (V4, with a schema) and return its id.
+
+        fields maps each key to {"type": ..., "label": ...}; types: text, image_url, audio_url, video_url, metadata,
+        task_group_id (at most one). Get them from suggest_schema. strict=true rejects records missing any field.
+        Without fields the dataset has no schema yet and uploads wait in pending_schema until set_schema.
+        workspace_id defaults to PROLIFIC_WORKSPACE_ID or the only workspace. legacy_v3=true makes a V3 (CSV-only,
+        no schema) dataset. Each call creates a new dataset. Next: upload_file(dataset_id, path).
+        """
+        return await run_tool(holder, lambda s: s.create_dataset(name, workspace_id or None, fields, strict, legacy_v3))
+
+    @mcp.tool(
+        title="Set schema",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
+        ),
+    )
+    async def set_schema(
+        dataset_id: str,
+        fields: Fields,
+        strict: bool,
+        ctx: Context,
+        dry_run: bool = False,
+        allow_destructive: bool = False,
+        wait_seconds: float = default_wait,
+    ) -> Annotated[CallToolResult, SetSchemaResult]:
+        """Replace a V4 dataset's whole schema (fields and strict), after checking it locally.
+
+        Shows the diff against the current schema; dry_run=true stops there. On a dataset with data, removing a
+        field or changing a type re-checks existing values (they may become null) and is refused unless
+        allow_destructive=true; the task_group_id field cannot move. Waits for the schema migration (with
+        progress) up to wait_seconds, then re-checks imports parked in pending_schema.
+        """
+        return await run_tool(
+            holder,
+            lambda s: s.set_schema(
+                dataset_id,
+                fields,
+                strict,
+                dry_run=dry_run,
+                allow_destructive=allow_destructive,
+                wait_seconds=wait_seconds,
+                progress=_progress(ctx),
+            ),
+        )
+
+    @mcp.tool(
+        title="Upload file",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    async def upload_file(
+        dataset_id: str,
+        ctx: Context,
+        path: str = "",
+        content: str = "",
+        filename: str = "",
+        format: str = "",
+        wait_seconds: float = default_wait,
+        force: bool = False,
+    ) -> Annotated[CallToolResult, ImportResult]:
+        """Upload a .jsonl/.ndjson/.csv file into a dataset and wait for the import, with progress.
+
+        path is a file inside the allowed directories (relative paths start at the first); or pass content with
+        filename for small data (≤ 1 MiB). The file is checked locally first; what is certain to fail is refused
+        before anything is sent. Returns the outcome: accepted, rejected (grouped by cause with record numbers, a
+        fix each, and a <name>.rejected.<ext> file beside yours), duplicates. If the import is still running after
+        wait_seconds, the upload continues in the background and the result gives the exact next call. Calling it
+        again with the same file resumes or returns the stored outcome instead of uploading twice (force=true
+        uploads again).
+        """
+        return await run_tool(
+            holder,
+            lambda s: s.upload_file(
+                dataset_id,
+                path or None,
+                content or None if not path else None,
+                filename or None,
+                format or None,
+                wait_seconds=wait_seconds,
+                force=force,
+                progress=_progress(ctx),
+            ),
+        )
+
+    @mcp.tool(
+        title="Append records",
+        annotations=ToolAnnotations(
+            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+        ),
+    )
+    async def append_records(
+        dataset_id: str, records: Records, ctx: Context, wait_seconds: float = default_wait
+    ) -> Annotated[CallToolResult, AppendRecordsResult]:
+        """Append up to 1,000 records (≤ 1 MiB) to a V4 dataset that has a schema, synchronously.
+
+        records is a list of objects keyed by the schema's fields. Identical records are not added twice. If an
+        import or migration is running, it waits for it (up to wait_seconds). For more data, use upload_file.
+        Returns the accepted, rejected (grouped by cause) and duplicate counts.
+        """
+        return await run_tool(
+            holder,
+            lambda s: s.append_records(dataset_id, records, wait_seconds=wait_seconds, progress=_progress(ctx)),
+        )
