@@ -38,10 +38,13 @@ def instructions_for(mode: str, read_only: bool) -> str:
     return text
 
 
-def build_server(settings: Settings) -> MCPServer:
-    """The MCP server for these settings; its lifespan starts the sandbox (in sandbox mode) and the services."""
+def build_server(settings: Settings, *, sandbox_url: str | None = None) -> MCPServer:
+    """The MCP server for these settings; its lifespan starts the sandbox (in sandbox mode) and the services.
+
+    `sandbox_url` points sandbox mode at a sandbox that is already running instead of starting a child process.
+    """
     mode = settings.resolved_mode
-    holder = StateHolder(settings=settings, mode=mode)
+    holder = StateHolder(settings=settings, mode=mode, sandbox_url=sandbox_url)
 
     @asynccontextmanager
     async def lifespan(server: MCPServer) -> AsyncIterator[StateHolder]:

@@ -35,6 +35,8 @@ class StateHolder:
     ready: anyio.Event = field(default_factory=anyio.Event)
     failure: str | None = None
     sandbox: Any = None
+    sandbox_url: str | None = None
+    """A sandbox already running (tests, benchmarks): used instead of starting a child process."""
 
     async def get(self) -> DatasetService:
         """The service, once start-up has finished (the sandbox may still be starting)."""
@@ -57,15 +59,19 @@ async def running_state(holder: StateHolder) -> AsyncIterator[StateHolder]:
     async with AsyncExitStack() as stack:
         try:
             if holder.mode == "sandbox":
-                from prolific_mcp.sandbox.process import SandboxProcess
-
                 folder = sandbox_state_dir(settings)
                 folder.mkdir(parents=True, exist_ok=True)
-                process = SandboxProcess(state_dir=folder / "server")
-                await anyio.to_thread.run_sync(process.start)
-                stack.callback(process.stop)
-                holder.sandbox = process
-                api_url, origin = process.url, SANDBOX_ORIGIN
+                if holder.sandbox_url is not None:
+                    api_url = holder.sandbox_url
+                else:
+                    from prolific_mcp.sandbox.process import SandboxProcess
+
+                    process = SandboxProcess(state_dir=folder / "server")
+                    await anyio.to_thread.run_sync(process.start)
+                    stack.callback(process.stop)
+                    holder.sandbox = process
+                    api_url = process.url
+                origin = SANDBOX_ORIGIN
                 token: str | None = "sandbox-token"  # noqa: S105 (the local sandbox accepts any token)
                 ledger_dir = folder
             else:

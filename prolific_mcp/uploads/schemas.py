@@ -42,26 +42,31 @@ def _label(key: str) -> str:
 
 
 def _url_kind(values: list[object]) -> str | None:
-    """image_url/audio_url/video_url when every value is an http(s) URL of one media kind; 'url' for other URLs."""
-    kinds: set[str] = set()
+    """The media kind (image_url/audio_url/video_url) of a column when at least 80% of its values are http(s)
+    links to files of that kind; 'url' when they are mostly other links; None when they are mostly not links."""
+    counts: dict[str, int] = {}
     for value in values:
-        if not isinstance(value, str):
-            return None
-        path = url_path(value)
+        path = url_path(value) if isinstance(value, str) else None
         if path is None:
-            return None
-        lowered = path.lower()
-        if lowered.endswith(AUDIO_EXTENSIONS):
-            kinds.add("audio_url")
-        elif lowered.endswith(VIDEO_EXTENSIONS):
-            kinds.add("video_url")
-        elif lowered.endswith(IMAGE_EXTENSIONS):
-            kinds.add("image_url")
+            kind = "other"
         else:
-            kinds.add("url")
-    if len(kinds) == 1:
-        return kinds.pop()
-    return "url" if kinds else None
+            lowered = path.lower()
+            if lowered.endswith(AUDIO_EXTENSIONS):
+                kind = "audio_url"
+            elif lowered.endswith(VIDEO_EXTENSIONS):
+                kind = "video_url"
+            elif lowered.endswith(IMAGE_EXTENSIONS):
+                kind = "image_url"
+            else:
+                kind = "url"
+        counts[kind] = counts.get(kind, 0) + 1
+    if not values:
+        return None
+    best = max(counts, key=lambda k: counts[k])
+    if best == "other" or counts[best] < 0.8 * len(values):
+        links = sum(n for k, n in counts.items() if k != "other")
+        return "url" if links >= 0.8 * len(values) else None
+    return best
 
 
 def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> SuggestedSchema:
@@ -111,12 +116,12 @@ def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> Su
             ftype, why = "metadata", "looks like an identifier"
         elif not seen:
             ftype, why = "text", "no values in the sample; text is the safe default"
-        elif not all(isinstance(v, str) for v in seen):
+        elif sum(not isinstance(v, str) for v in seen) > len(seen) // 5:
             ftype, why = "metadata", "holds numbers, booleans or objects rather than text"
         else:
             kind = _url_kind(seen)
             if kind in ("image_url", "audio_url", "video_url"):
-                ftype, why = kind, f"every value is a link to a {kind.split('_')[0]} file"
+                ftype, why = kind, f"the values are links to {kind.split('_')[0]} files"
             elif kind == "url":
                 ftype, why = "text", "links without an image, audio or video extension are kept as text"
             else:
