@@ -22,6 +22,10 @@ from mcp.types import CallToolResult, TextContent
 SAMPLE = "reviews.jsonl"
 
 
+class DemoFailed(Exception):
+    """A step of the demo returned an error."""
+
+
 def _text(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
@@ -33,7 +37,7 @@ def _say(line: str = "") -> None:
 async def _call(client: Client, tool: str, args: dict[str, Any], **kw: Any) -> CallToolResult:
     result = await client.call_tool(tool, args, **kw)
     if result.is_error:
-        raise RuntimeError(f"{tool} failed: {_text(result)}")
+        raise DemoFailed(f"{tool} failed: {_text(result)}")
     return result
 
 
@@ -52,6 +56,8 @@ async def drive(workdir: Path) -> int:
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
     }
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     server = StdioServerParameters(command=sys.executable, args=["-m", "prolific_mcp"], env=env, cwd=str(data_dir))
     _say(f"Starting the MCP server over stdio on a fresh sandbox (state in {workdir / 'state'}).")
     async with Client(server) as client:
@@ -91,9 +97,16 @@ async def drive(workdir: Path) -> int:
 
 def run_demo(keep: str | None = None) -> int:
     """Run the demo in `keep` (kept afterwards) or in a temporary folder (removed afterwards)."""
-    if keep:
-        workdir = Path(keep).expanduser().resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        return anyio.run(drive, workdir)
-    with tempfile.TemporaryDirectory(prefix="prolific-demo-") as tmp:
-        return anyio.run(drive, Path(tmp))
+    failures: list[BaseException] = []
+    try:
+        if keep:
+            workdir = Path(keep).expanduser().resolve()
+            workdir.mkdir(parents=True, exist_ok=True)
+            return anyio.run(drive, workdir)
+        with tempfile.TemporaryDirectory(prefix="prolific-demo-") as tmp:
+            return anyio.run(drive, Path(tmp))
+    except* DemoFailed as group:
+        failures.extend(group.exceptions)
+    for exc in failures:
+        print(f"demo: {exc}", file=sys.stderr)
+    return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
@@ -136,7 +137,7 @@ def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
         except decode_error as exc:
             if not line.strip():
                 continue
-            yield RawRecord(index, line_no, None, f"Malformed JSON: {_short(str(exc))}")
+            yield RawRecord(index, line_no, None, f"Malformed JSON: {_json_problem(exc)}")
             index += 1
             continue
         if type(value) is not dict:
@@ -144,6 +145,18 @@ def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
         else:
             yield RawRecord(index, line_no, value, None)
         index += 1
+
+
+_POSITION = re.compile(r":\s*line \d+ column \d+ \(char (\d+)\)\s*$")
+
+
+def _json_problem(exc: Exception) -> str:
+    """orjson's message without its line/column (relative to the record, which confuses people)."""
+    text = str(exc)
+    match = _POSITION.search(text)
+    if match:
+        text = f"{text[: match.start()]} (at character {int(match.group(1)) + 1})"
+    return _short(text)
 
 
 def _json_kind(value: object) -> str:

@@ -59,6 +59,8 @@ def build_server(settings: Settings, *, sandbox_url: str | None = None) -> MCPSe
         lifespan=lifespan,
     )
     logging.getLogger("prolific_mcp").setLevel(logging.INFO)
+    for noisy in ("httpx2", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     register_tools(mcp, holder, read_only=settings.read_only, default_wait=settings.wait_seconds)
     register_resources(mcp, holder)
     return mcp

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,7 @@ async def running_state(holder: StateHolder) -> AsyncIterator[StateHolder]:
                 else:
                     from prolific_mcp.sandbox.process import SandboxProcess
 
-                    process = SandboxProcess(state_dir=folder / "server")
-                    await anyio.to_thread.run_sync(process.start)
+                    process = await anyio.to_thread.run_sync(partial(SandboxProcess.start, folder / "server"))
                     stack.callback(process.stop)
                     holder.sandbox = process
                     api_url = process.url

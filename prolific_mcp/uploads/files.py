@@ -42,9 +42,12 @@ class FileAccessError(Exception):
     """A file the server must not or cannot read; the message says what to do instead."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OpenedFile:
-    """A regular file opened for reading; use `fd` (positional reads), never the path, from here on."""
+    """A regular file opened for reading; use `fd` (positional reads), never the path, from here on.
+
+    After `close()` the descriptor number may be reused by another file: check `closed` before using `fd`.
+    """
 
     fd: int
     path: Path
@@ -52,10 +55,23 @@ class OpenedFile:
     device: int
     inode: int
     mtime_ns: int
+    closed: bool = False
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    def unchanged(self) -> bool:
+        """Still open, with the size and modification time it had when it was opened."""
+        if self.closed:
+            return False
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return False
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
 
     def __enter__(self) -> OpenedFile:
         return self

@@ -9,7 +9,6 @@ still in flight; after that the import goes on at Prolific and only the waiting 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,15 @@ from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
 from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner
-from prolific_mcp.uploads.summary import ErrorItem, write_rejected_file
+from prolific_mcp.uploads.schemas import suggest_schema
+from prolific_mcp.uploads.summary import (
+    ErrorItem,
+    RejectionGroup,
+    attach_excerpts,
+    group_errors,
+    pick_records,
+    write_rejected_file,
+)
 from prolific_mcp.uploads.text import plural
 
 log = logging.getLogger("prolific_mcp.uploads")
@@ -43,6 +50,8 @@ class UploadBusyError(Exception):
 
 
 def _mb(n: int) -> str:
+    if n < 1_000_000:
+        return f"{n / 1000:,.0f} KB"
     return f"{n / 1_000_000:,.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:,.0f} MB"
 
 
@@ -81,6 +90,10 @@ class UploadJob:
     orphans: list[str] = field(default_factory=list)
     rejected_file: str | None = None
     rejected_written: int | None = None
+    groups: list[RejectionGroup] | None = None
+    """The outcome's rejections grouped by cause, with excerpts from the file when it is unchanged."""
+    suggested_schema: dict[str, object] | None = None
+    """For pending_schema: fields suggested from the file."""
     put_attempts: int = 0
     done: anyio.Event = field(default_factory=anyio.Event)
     _changed: anyio.Event = field(default_factory=anyio.Event)
@@ -128,7 +141,7 @@ class UploadJob:
         if job is None or job.status == "uninitialised":
             return 50.0, f"uploaded {name}; waiting for Prolific to pick it up"
         if job.status == "queued":
-            return 50.0, "queued behind another import on this dataset"
+            return 50.0, "queued: waiting its turn (imports on one dataset run one at a time)"
         if job.status == "processing":
             done = job.processed_offset or 0
             total = self.plan.record_count
@@ -436,15 +449,38 @@ class UploadManager:
         job.ledger_row = await anyio.to_thread.run_sync(
             lambda: self.ledger.set_state(row.id, state, outcome)  # type: ignore[arg-type]
         )
-        if job.plan.write_rejected and job.latest is not None and job.latest.errors:
-            await self.write_rejected(job)
+        if job.latest is not None:
+            await self.explain(job)
+            if job.plan.write_rejected and job.latest.errors:
+                await self.write_rejected(job)
+
+    async def explain(self, job: UploadJob) -> None:
+        """Group the outcome's errors, with line numbers and excerpts while the file is open and unchanged."""
+        latest = job.latest
+        if latest is None:
+            return
+        groups = group_errors(error_items(latest), latest.rejected_count or 0)
+        opened = job.plan.opened
+        indexes = {e.record_index for e in latest.errors if e.record_index is not None}
+        if opened is not None and indexes and opened.unchanged():
+            fmt = job.plan.fmt
+            picked = await anyio.to_thread.run_sync(lambda: list(pick_records(opened.fd, fmt, indexes)))
+            attach_excerpts(groups, picked)
+        job.groups = groups
+        if latest.status == "pending_schema" and opened is not None and opened.unchanged():
+            fmt = job.plan.fmt
+            try:
+                suggestion = await anyio.to_thread.run_sync(lambda: suggest_schema(opened.fd, fmt))
+                job.suggested_schema = dict(suggestion.fields)
+            except ValueError:
+                job.suggested_schema = None
 
     async def write_rejected(self, job: UploadJob) -> None:
         """Write the itemised rejected records beside the original, once per import (claimed in the ledger)."""
         plan, latest, row = job.plan, job.latest, job.ledger_row
         if plan.opened is None or plan.local_path is None or latest is None or row is None:
             return
-        if not _unchanged(plan.opened):
+        if not plan.opened.unchanged():
             return
         indexes = {e.record_index for e in latest.errors if e.record_index is not None}
         if not indexes:
@@ -467,15 +503,6 @@ class UploadManager:
             return
         if result is not None:
             job.rejected_file, job.rejected_written = result
-
-
-def _unchanged(opened: OpenedFile) -> bool:
-    """The open file still has the size and modification time it had when it was scanned."""
-    try:
-        st = os.fstat(opened.fd)
-    except OSError:
-        return False
-    return st.st_size == opened.size and st.st_mtime_ns == opened.mtime_ns
 
 
 def error_items(job: ImportJob) -> list[ErrorItem]:

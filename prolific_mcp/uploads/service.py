@@ -66,10 +66,8 @@ from prolific_mcp.uploads.schemas import schema_diff, suggest_schema
 from prolific_mcp.uploads.summary import (
     RejectionGroup,
     SummaryInput,
-    attach_excerpts,
     build_summary,
     group_errors,
-    pick_records,
 )
 from prolific_mcp.uploads.text import clean, plural
 
@@ -730,12 +728,9 @@ class DatasetService:
             )
             return result.with_text(text)
         assert latest is not None
-        groups = group_errors(error_items(latest), latest.rejected_count or 0)
-        if latest.errors and plan.opened is not None and _same_file(plan.opened, plan.size):
-            indexes = {e.record_index for e in latest.errors if e.record_index is not None}
-            opened = plan.opened
-            picked = await anyio.to_thread.run_sync(lambda: list(pick_records(opened.fd, plan.fmt, indexes)))
-            attach_excerpts(groups, picked)
+        if job.groups is None:
+            await self.manager.explain(job)
+        groups = job.groups or []
         dataset_total: int | None = None
         try:
             dataset = await self.client.get_dataset(plan.dataset_id)
@@ -748,14 +743,6 @@ class DatasetService:
         result.total_datapoint_count = dataset_total
         result.reason = clean(latest.reason, 500) if latest.reason else None
         result.groups = _groups_info(groups)
-        suggested: dict[str, object] | None = None
-        if latest.status == "pending_schema" and plan.opened is not None:
-            opened = plan.opened
-            try:
-                suggestion = await anyio.to_thread.run_sync(lambda: suggest_schema(opened.fd, plan.fmt))
-                suggested = dict(suggestion.fields)
-            except ValueError:
-                suggested = None
         text = build_summary(
             SummaryInput(
                 dataset_id=plan.dataset_id,
@@ -771,7 +758,7 @@ class DatasetService:
                 groups=groups,
                 rejected_file=job.rejected_file,
                 rejected_written=job.rejected_written,
-                suggested_schema=suggested,
+                suggested_schema=job.suggested_schema,
             )
         )
         if latest.status == "partial" and job.rejected_file is None and plan.local_path is None and latest.errors:
@@ -1016,14 +1003,6 @@ class DatasetService:
             reasons=suggestion.reasons,
             notes=suggestion.notes,
         ).with_text("\n".join(lines))
-
-
-def _same_file(opened: OpenedFile, size: int) -> bool:
-    try:
-        st = os.fstat(opened.fd)
-    except OSError:
-        return False
-    return st.st_size == size and st.st_mtime_ns == opened.mtime_ns
 
 
 def render_dataset(result: DatasetResult) -> str:
