@@ -1,0 +1,667 @@
+"""`ProlificClient`: the Prolific datasets API over one `httpx2.AsyncClient`. It knows nothing of MCP.
+
+- The token and our User-Agent go only to the API origin, added per request; the presigned PUT gets neither.
+- Redirects are never followed; with a loopback API origin, the environment's HTTP(S)_PROXY is ignored.
+- Ids are checked as one safe path segment and percent-encoded; filenames are sent as one encoded segment.
+- Failures are retried per `prolific_mcp.api.retry.RETRY_TABLE`; a write whose outcome is unknown raises an
+  `Ambiguous*Error` instead of being sent again.
+"""
+
+from __future__ import annotations
+
+import math
+import random as _random
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import anyio
+import httpx2
+import orjson
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from prolific_mcp import USER_AGENT
+from prolific_mcp.api.errors import (
+    AmbiguousCreateError,
+    AmbiguousSchemaUpdateError,
+    AmbiguousUploadUrlError,
+    ApiUnreachableError,
+    BadRequestError,
+    InvalidFilenameError,
+    ProlificError,
+    Resource,
+    UnexpectedResponseError,
+    UploadUrlExpiredError,
+    error_for_status,
+)
+from prolific_mcp.api.models import (
+    AppendResult,
+    Batch,
+    CreateDatasetRequest,
+    Dataset,
+    DatasetSchema,
+    DatasetStatus,
+    ImportJob,
+    MigrationJob,
+    PutResult,
+    SchemaUpdate,
+    UpdateSchemaRequest,
+    UploadTarget,
+    User,
+    Workspace,
+)
+from prolific_mcp.api.retry import (
+    CALL_BUDGET,
+    AmbiguousOutcome,
+    AttemptFailure,
+    CallKind,
+    Condition,
+    Timing,
+    call_with_retries,
+    condition_for_exception,
+    condition_for_status,
+    parse_retry_after,
+)
+from prolific_mcp.api.s3 import (
+    DEFAULT_CHUNK_SIZE,
+    ERROR_BODY_LIMIT,
+    FileSource,
+    ProgressCallback,
+    is_loopback_host,
+    put_presigned,
+    read_bounded,
+)
+from prolific_mcp.ids import check_id, path_segment
+from prolific_mcp.redaction import install_log_redaction, redact_url, register_secret
+
+__all__ = ["DEFAULT_TIMEOUT", "ProlificClient", "UploadOutcome", "safe_filename"]
+
+DEFAULT_TIMEOUT: Final = httpx2.Timeout(connect=10.0, read=30.0, write=60.0, pool=10.0)
+DATASETS: Final = "/api/v1/data-collection/datasets"
+BATCHES: Final = "/api/v1/data-collection/batches"
+WORKSPACES: Final = "/api/v1/workspaces/"
+USERS_ME: Final = "/api/v1/users/me/"
+PAGE_SIZE: Final = 100
+MAX_PAGES: Final = 50
+MAX_APPEND_RECORDS: Final = 1000
+SUCCESS_BODY_LIMIT: Final = 64 * 1024 * 1024
+ORPHAN_CLOCK_SKEW: Final = timedelta(minutes=10)
+"""How far Prolific's clock may be behind ours when looking for imports created by an ambiguous upload-url."""
+CLEANUP_SECONDS: Final = 5.0
+_APPEND_CONFLICT: Final = (
+    "an import or a schema migration is running on the dataset: wait for it to finish (get_import_status), "
+    "then append again"
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def safe_filename(name: str) -> str:
+    """The basename of `name`, checked to be sendable as one path segment; raises InvalidFilenameError."""
+    if not isinstance(name, str):
+        raise InvalidFilenameError("the filename must be a string, e.g. 'reviews.jsonl'")
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if base in ("", ".", ".."):
+        raise InvalidFilenameError(
+            f"{name[:80]!r} has no usable file name: give the file's name with its extension, e.g. 'reviews.jsonl'"
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in base):
+        raise InvalidFilenameError(
+            "the filename contains control or invisible characters (or NUL): rename the file to plain characters"
+        )
+    if len(base.encode("utf-8", errors="surrogatepass")) > 255:
+        raise InvalidFilenameError("the filename is longer than 255 bytes: rename the file to a shorter name")
+    try:
+        base.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidFilenameError("the filename is not valid Unicode: rename the file") from None
+    return base
+
+
+def _origin(url: httpx2.URL) -> tuple[str, str, int]:
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or (443 if scheme == "https" else 80)
+
+
+def _check_base_url(base_url: str, *, sandbox: bool) -> httpx2.URL:
+    try:
+        url = httpx2.URL(base_url)
+    except httpx2.InvalidURL:
+        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(
+            f"PROLIFIC_URL {redact_url(base_url)!r} must be an http(s) URL such as https://api.prolific.com"
+        )
+    if url.userinfo:
+        raise ValueError("PROLIFIC_URL must not carry a user name or password")
+    if url.query or url.fragment:
+        raise ValueError("PROLIFIC_URL must not carry a query or fragment: use e.g. https://api.prolific.com")
+    loopback = is_loopback_host(url.host)
+    if sandbox and not loopback:
+        raise ValueError(f"sandbox mode needs a loopback API URL, not {redact_url(base_url)!r}")
+    if url.scheme == "http" and not loopback:
+        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} must use https (plain http only for loopback)")
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOutcome:
+    """What `upload_with_fresh_url` did: the target used, the PUT's result, and imports left behind."""
+
+    target: UploadTarget
+    put: PutResult
+    expired_import_ids: tuple[str, ...]
+
+
+class ProlificClient:
+    """The Prolific datasets API. Use as `async with ProlificClient(url, token) as client: ...`.
+
+    `sandbox=True` says the API is our local sandbox: the base URL must be loopback, and plain-http upload URLs
+    are then accepted, to loopback hosts only. `sleep`, `clock` and `random` are injected for tests; `deadline`
+    arguments are absolute times on `clock`. Each method raises a `ProlificError` subclass (see `errors`) or,
+    before any I/O, `InvalidIdError` / `InvalidFilenameError` for arguments that cannot be sent.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | SecretStr | None,
+        *,
+        sandbox: bool = False,
+        timeout: httpx2.Timeout | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        register_secret(secret)
+        install_log_redaction()
+        self._base = _check_base_url(base_url, sandbox=sandbox)
+        self._base_path = self._base.path.rstrip("/")
+        self._origin = _origin(self._base)
+        self._token = SecretStr(secret) if secret else None
+        self._sandbox = sandbox
+        self._timing = Timing(sleep=sleep, clock=clock, random=random)
+        self._http = httpx2.AsyncClient(
+            timeout=timeout or DEFAULT_TIMEOUT,
+            follow_redirects=False,
+            # Loopback (the sandbox and its upload URLs) must never go through an HTTP(S)_PROXY from the
+            # environment; only a loopback API origin leads to loopback requests.
+            trust_env=not is_loopback_host(self._base.host),
+            transport=transport,
+        )
+        # Nothing of ours goes to S3: our User-Agent is added per API request only.
+        self._http.headers.pop("user-agent", None)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        with anyio.CancelScope(shield=True):
+            await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"ProlificClient(base_url={str(self._base)!r}, sandbox={self._sandbox})"
+
+    @property
+    def base_url(self) -> str:
+        return str(self._base)
+
+    @property
+    def sandbox(self) -> bool:
+        return self._sandbox
+
+    def deadline_in(self, seconds: float) -> float:
+        """The absolute deadline `seconds` from now, on the client's clock."""
+        return self._timing.clock() + seconds
+
+    # --- the request core -----------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> httpx2.URL:
+        return self._base.copy_with(path=self._base_path + path, query=None, fragment=None)
+
+    def _api_headers(self, url: httpx2.URL) -> dict[str, str]:
+        """Authorization and User-Agent, only for a request to the API origin."""
+        if _origin(url) != self._origin:
+            return {}
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = f"Token {self._token.get_secret_value()}"
+        return headers
+
+    def _deadline(self, deadline: float | None) -> float:
+        own = self._timing.clock() + CALL_BUDGET
+        return own if deadline is None else min(own, deadline)
+
+    def _transport_failure(self, exc: httpx2.HTTPError, resource: Resource) -> AttemptFailure | ProlificError:
+        where = f"Prolific at {self._origin[0]}://{self._base.netloc.decode('ascii', 'replace')}"
+        what = resource.describe()
+        condition = condition_for_exception(exc)
+        retry_later = "try again in a minute; if it persists, check https://status.prolific.com"
+        if condition is None:
+            return ApiUnreachableError(
+                f"the request for {what} to {where} failed ({type(exc).__name__}): check PROLIFIC_URL and any "
+                "HTTP(S)_PROXY setting",
+                retryable=False,
+            )
+        messages = {
+            Condition.CONNECT_ERROR: f"could not connect to {where}: check the network and PROLIFIC_URL",
+            Condition.CONNECT_TIMEOUT: f"connecting to {where} timed out: check the network and PROLIFIC_URL",
+            Condition.POOL_TIMEOUT: f"no connection to {where} was free in time (too many calls at once)",
+            Condition.WRITE_TIMEOUT: f"sending the request for {what} to {where} stalled",
+            Condition.READ_TIMEOUT: f"{where} did not answer the request for {what} in time",
+            Condition.RESET: f"the connection to {where} closed before the answer for {what} arrived",
+        }
+        return AttemptFailure(condition, ApiUnreachableError(f"{messages[condition]}; {retry_later}"))
+
+    async def _call(
+        self,
+        kind: CallKind,
+        method: str,
+        path: str,
+        *,
+        resource: Resource,
+        deadline: float | None,
+        params: Mapping[str, str | int] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        conflict_hint: str | None = None,
+    ) -> tuple[Any, int]:
+        """Send one API call under `kind`'s retry rule; return the parsed JSON body and the attempts made."""
+        url = self._url(path)
+        limit = self._deadline(deadline)
+
+        async def attempt(number: int) -> Any:
+            headers = self._api_headers(url)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            request = self._http.build_request(
+                method, url, params=params, json=json_body, content=content, headers=headers
+            )
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx2.HTTPError as exc:
+                raise self._transport_failure(exc, resource) from None
+            try:
+                status = response.status_code
+                if 200 <= status < 300:
+                    try:
+                        body, truncated = await read_bounded(response, SUCCESS_BODY_LIMIT)
+                    except httpx2.HTTPError as exc:
+                        raise self._transport_failure(exc, resource) from None
+                    if truncated:
+                        raise UnexpectedResponseError(
+                            f"Prolific's answer for {resource.describe()} is larger than "
+                            f"{SUCCESS_BODY_LIMIT // 2**20} MiB: not read"
+                        )
+                    return self._json(body, status, resource)
+                try:
+                    body, _ = await read_bounded(response, ERROR_BODY_LIMIT)
+                except httpx2.HTTPError:
+                    body = b""
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                error = error_for_status(
+                    status,
+                    body,
+                    resource=resource,
+                    retry_after=retry_after,
+                    has_token=self._token is not None,
+                    conflict_hint=conflict_hint,
+                )
+                raise AttemptFailure(condition_for_status(status), error, retry_after)
+            finally:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                    await response.aclose()
+
+        return await call_with_retries(kind, attempt, timing=self._timing, deadline=limit)
+
+    @staticmethod
+    def _json(body: bytes, status: int, resource: Resource) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UnexpectedResponseError(
+                f"Prolific answered the request for {resource.describe()} (HTTP {status}) with something that "
+                "is not JSON: try again; if it persists, check PROLIFIC_URL (normally https://api.prolific.com)"
+            ) from None
+
+    @staticmethod
+    def _parse(model: type[M], data: Any, resource: Resource) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for item in exc.errors()[:5]:
+                where = ".".join(str(part) for part in item["loc"]) or "the body"
+                problems.append(f"'{where}' missing" if item["type"] == "missing" else f"'{where}' invalid")
+            raise UnexpectedResponseError(
+                f"Prolific's answer for {resource.describe()} is not what the API documents "
+                f"({'; '.join(problems)}): try again; if it persists, please report it"
+            ) from None
+
+    async def _paginate(
+        self, path: str, params: Mapping[str, str | int], resource: Resource, deadline: float | None
+    ) -> list[Any]:
+        """Collect `results` over `limit`/`offset` pages while `links.next` or `meta.count` says there is more."""
+        limit = self._deadline(deadline)
+        items: list[Any] = []
+        seen: set[str] = set()
+        offset = 0
+        for _ in range(MAX_PAGES):
+            data, _ = await self._call(
+                CallKind.READ,
+                "GET",
+                path,
+                resource=resource,
+                deadline=limit,
+                params={**params, "limit": PAGE_SIZE, "offset": offset},
+            )
+            if isinstance(data, list):
+                page, more, count = data, False, None
+            elif isinstance(data, dict) and isinstance(data.get("results"), list):
+                page = data["results"]
+                links, meta = data.get("links"), data.get("meta")
+                more = isinstance(links, dict) and bool(links.get("next"))
+                count = meta.get("count") if isinstance(meta, dict) else None
+            else:
+                raise UnexpectedResponseError(
+                    f"Prolific's answer for {resource.describe()} has no 'results' list: try again; if it "
+                    "persists, please report it"
+                )
+            fresh = [item for item in page if not (isinstance(item, dict) and str(item.get("id")) in seen)]
+            seen.update(str(item.get("id")) for item in fresh if isinstance(item, dict))
+            items.extend(fresh)
+            offset += len(page)
+            if not fresh or not (more or (isinstance(count, int) and len(items) < count)):
+                break
+        return items
+
+    # --- accounts, workspaces, batches ----------------------------------------------------------------------
+
+    async def get_me(self, *, deadline: float | None = None) -> User:
+        """`GET /api/v1/users/me/`: the token's user (a cheap token check)."""
+        resource = Resource("user account (users/me)")
+        data, _ = await self._call(CallKind.READ, "GET", USERS_ME, resource=resource, deadline=deadline)
+        return self._parse(User, data, resource)
+
+    async def list_workspaces(self, *, deadline: float | None = None) -> list[Workspace]:
+        """`GET /api/v1/workspaces/`, every page."""
+        resource = Resource("workspace list")
+        items = await self._paginate(WORKSPACES, {}, resource, deadline)
+        return [self._parse(Workspace, item, resource) for item in items]
+
+    async def list_batches(self, workspace_id: str, *, deadline: float | None = None) -> list[Batch]:
+        """`GET /api/v1/data-collection/batches?workspace_id=…`: the workspace's batches and their datasets."""
+        check_id(workspace_id, "workspace_id")
+        resource = Resource("workspace", workspace_id)
+        items = await self._paginate(BATCHES, {"workspace_id": workspace_id}, resource, deadline)
+        return [self._parse(Batch, item, resource) for item in items]
+
+    # --- datasets -------------------------------------------------------------------------------------------
+
+    async def create_dataset(
+        self, name: str, workspace_id: str, schema: DatasetSchema | None, *, deadline: float | None = None
+    ) -> Dataset:
+        """POST a new dataset: V4 with `schema`, V3 without. Never sent twice once it may have left."""
+        check_id(workspace_id, "workspace_id")
+        if not isinstance(name, str) or not name.strip():
+            raise BadRequestError("the dataset needs a non-empty name", status=None)
+        body = CreateDatasetRequest(name=name, workspace_id=workspace_id, dataset_schema=schema).to_api()
+        resource = Resource("workspace", workspace_id)
+        started = datetime.now(UTC)
+        try:
+            data, _ = await self._call(
+                CallKind.CREATE, "POST", DATASETS, resource=resource, deadline=deadline, json_body=body
+            )
+        except AmbiguousOutcome as outcome:
+            raise AmbiguousCreateError(name, started, outcome.cause) from None
+        return self._parse(Dataset, data, Resource("new dataset", name))
+
+    async def update_schema(
+        self, dataset_id: str, schema: DatasetSchema, *, deadline: float | None = None
+    ) -> SchemaUpdate:
+        """PATCH the dataset's whole schema; `migration_job_id` is set when a migration started."""
+        check_id(dataset_id, "dataset_id")
+        resource = Resource("dataset", dataset_id)
+        body = UpdateSchemaRequest(dataset_schema=schema).to_api()
+        try:
+            data, _ = await self._call(
+                CallKind.CREATE,
+                "PATCH",
+                f"{DATASETS}/{path_segment(dataset_id)}",
+                resource=resource,
+                deadline=deadline,
+                json_body=body,
+            )
+        except AmbiguousOutcome as outcome:
+            raise AmbiguousSchemaUpdateError(dataset_id, outcome.cause) from None
+        if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
+            return self._parse(SchemaUpdate, data, resource)
+        dataset = self._parse(Dataset, data, resource)
+        job = data.get("migration_job_id") if isinstance(data, dict) else None
+        return SchemaUpdate(dataset=dataset, migration_job_id=str(job) if job else None)
+
+    async def get_dataset(self, dataset_id: str, *, deadline: float | None = None) -> Dataset:
+        """GET a dataset; for V4 it lists the imports, most recent first."""
+        check_id(dataset_id, "dataset_id")
+        resource = Resource("dataset", dataset_id)
+        data, _ = await self._call(
+            CallKind.READ, "GET", f"{DATASETS}/{path_segment(dataset_id)}", resource=resource, deadline=deadline
+        )
+        return self._parse(Dataset, data, resource)
+
+    async def get_dataset_status(self, dataset_id: str, *, deadline: float | None = None) -> DatasetStatus:
+        """GET a V3 dataset's status."""
+        check_id(dataset_id, "dataset_id")
+        resource = Resource("dataset", dataset_id)
+        data, _ = await self._call(
+            CallKind.READ,
+            "GET",
+            f"{DATASETS}/{path_segment(dataset_id)}/status",
+            resource=resource,
+            deadline=deadline,
+        )
+        return self._parse(DatasetStatus, data, resource)
+
+    async def get_upload_url(
+        self, dataset_id: str, filename: str, *, expect_import_id: bool = True, deadline: float | None = None
+    ) -> UploadTarget:
+        """GET an upload URL (this creates an import). Retried at most once, and only if it surely never left.
+
+        `expect_import_id=False` for a V3 dataset, whose answer has no import. After an ambiguous failure,
+        raises AmbiguousUploadUrlError naming the `uninitialised` imports it may have created.
+        """
+        check_id(dataset_id, "dataset_id")
+        name = safe_filename(filename)
+        resource = Resource("dataset", dataset_id)
+        started = datetime.now(UTC)
+        try:
+            data, _ = await self._call(
+                CallKind.UPLOAD_URL,
+                "GET",
+                f"{DATASETS}/{path_segment(dataset_id)}/upload-url/{path_segment(name)}",
+                resource=resource,
+                deadline=deadline,
+            )
+        except AmbiguousOutcome as outcome:
+            orphans = await self._find_orphans(dataset_id, name, started)
+            raise AmbiguousUploadUrlError(dataset_id, name, outcome.cause, orphans) from None
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(
+                f"Prolific's upload URL answer for dataset {dataset_id} is not an object: please report it"
+            )
+        try:
+            target = UploadTarget.from_api(data, filename=name, dataset_id=dataset_id)
+        except ValidationError:
+            raise UnexpectedResponseError(
+                f"Prolific's upload URL answer for dataset {dataset_id} has no upload_url, so nothing can be "
+                "uploaded: try again; if it persists, please report it"
+            ) from None
+        if expect_import_id and not target.import_id:
+            raise UnexpectedResponseError(
+                f"Prolific's upload URL answer for dataset {dataset_id} has no import_id, so the import could "
+                "not be followed: check with get_dataset that the dataset is V4 (it has a schema_version of 4)"
+            )
+        return target
+
+    async def _find_orphans(self, dataset_id: str, filename: str, started: datetime) -> list[str] | None:
+        """Ids of `uninitialised` imports for `filename` created since `started` (minus clock skew); None if
+        the dataset could not be read."""
+        try:
+            dataset = await self.get_dataset(dataset_id, deadline=self.deadline_in(CALL_BUDGET))
+        except ProlificError:
+            return None
+        since = started - ORPHAN_CLOCK_SKEW
+        return [
+            job.import_id
+            for job in dataset.imports or []
+            if job.status == "uninitialised"
+            and (job.created_at is None or job.created_at.tzinfo is None or job.created_at >= since)
+            and (job.filename is None or job.filename == filename)
+        ]
+
+    async def get_import(self, dataset_id: str, import_id: str, *, deadline: float | None = None) -> ImportJob:
+        """GET one import job."""
+        check_id(dataset_id, "dataset_id")
+        check_id(import_id, "import_id")
+        resource = Resource("import", import_id, dataset_id)
+        path = f"{DATASETS}/{path_segment(dataset_id)}/imports/{path_segment(import_id)}"
+        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
+        return self._parse(ImportJob, data, resource)
+
+    async def get_migration(self, dataset_id: str, job_id: str, *, deadline: float | None = None) -> MigrationJob:
+        """GET one schema migration job."""
+        check_id(dataset_id, "dataset_id")
+        check_id(job_id, "migration_job_id")
+        resource = Resource("migration", job_id, dataset_id)
+        path = f"{DATASETS}/{path_segment(dataset_id)}/schema-migrations/{path_segment(job_id)}"
+        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
+        return self._parse(MigrationJob, data, resource)
+
+    async def append_datapoints(
+        self, dataset_id: str, records: Sequence[Mapping[str, Any]] | bytes, *, deadline: float | None = None
+    ) -> AppendResult:
+        """POST records as JSONL (≤ 1,000). Retried like a read (appends are idempotent); `retried` says so."""
+        check_id(dataset_id, "dataset_id")
+        if isinstance(records, bytes):
+            body = records
+        else:
+            if len(records) > MAX_APPEND_RECORDS:
+                raise BadRequestError(
+                    f"at most {MAX_APPEND_RECORDS:,} records per append ({len(records):,} given): split them",
+                    status=None,
+                )
+            lines = []
+            for number, record in enumerate(records, start=1):
+                try:
+                    lines.append(orjson.dumps(dict(record)))
+                except (TypeError, ValueError, orjson.JSONEncodeError):
+                    raise BadRequestError(
+                        f"record {number} cannot be written as JSON: use strings, numbers, booleans and null",
+                        status=None,
+                    ) from None
+            body = b"\n".join(lines) + (b"\n" if lines else b"")
+        resource = Resource("dataset", dataset_id)
+        data, attempts = await self._call(
+            CallKind.APPEND,
+            "POST",
+            f"{DATASETS}/{path_segment(dataset_id)}/datapoints",
+            resource=resource,
+            deadline=deadline,
+            content=body,
+            content_type="application/x-ndjson",
+            conflict_hint=_APPEND_CONFLICT,
+        )
+        if not isinstance(data, dict):
+            raise UnexpectedResponseError(
+                f"Prolific's answer to the append on dataset {dataset_id} is not an object: please report it"
+            )
+        result = self._parse(AppendResult, data, resource)
+        result.attempts = attempts
+        return result
+
+    # --- the presigned PUT ----------------------------------------------------------------------------------
+
+    async def put_file(
+        self,
+        target: UploadTarget,
+        source: FileSource,
+        *,
+        size: int,
+        content_type: str | None = None,
+        on_progress: ProgressCallback | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        deadline: float | None = None,
+    ) -> PutResult:
+        """Stream `size` bytes of `source` (a path, an open descriptor or binary file) to the upload URL.
+
+        Sends `Content-Length: size` and exactly `target.content_type` (or `content_type`), nothing else of
+        ours; each retry reads again from byte 0. A descriptor is read with pread and never reopened by path.
+        Raises FileChangedError if the file has more or fewer bytes than `size`, UnsafeUploadUrlError before
+        any byte for a refused URL, UploadUrlExpiredError when a new upload URL is needed. `deadline` bounds
+        the retry waits only; an upload in progress is never cut short by it.
+        """
+        return await put_presigned(
+            self._http,
+            target,
+            source,
+            size=size,
+            content_type=content_type,
+            on_progress=on_progress,
+            chunk_size=chunk_size,
+            timing=self._timing,
+            deadline=math.inf if deadline is None else deadline,
+            sandbox=self._sandbox,
+        )
+
+    async def upload_with_fresh_url(
+        self,
+        dataset_id: str,
+        filename: str,
+        source: FileSource,
+        *,
+        size: int,
+        expect_import_id: bool = True,
+        on_target: Callable[[UploadTarget], Awaitable[None]] | None = None,
+        on_progress: ProgressCallback | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> UploadOutcome:
+        """Get an upload URL and PUT the file; if the URL has expired, get one new URL and PUT again, once.
+
+        `on_target` runs before each PUT (to record the import id first). The expired URL's import stays
+        `uninitialised` and is returned in `expired_import_ids`.
+        """
+
+        async def once() -> tuple[UploadTarget, PutResult]:
+            target = await self.get_upload_url(dataset_id, filename, expect_import_id=expect_import_id)
+            if on_target is not None:
+                await on_target(target)
+            try:
+                return target, await self.put_file(
+                    target, source, size=size, on_progress=on_progress, chunk_size=chunk_size
+                )
+            except UploadUrlExpiredError as exc:
+                exc.expired_import_id = target.import_id
+                raise
+
+        try:
+            target, put = await once()
+            return UploadOutcome(target=target, put=put, expired_import_ids=())
+        except UploadUrlExpiredError as exc:
+            expired = (exc.expired_import_id,) if exc.expired_import_id else ()
+        target, put = await once()
+        return UploadOutcome(target=target, put=put, expired_import_ids=expired)
