@@ -6,6 +6,7 @@ result model. Failures become ToolErrors whose text says what to do (and never c
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -32,6 +33,7 @@ from prolific_mcp.uploads.results import (
 from prolific_mcp.uploads.service import DatasetService, OperationError
 
 R = TypeVar("R", bound=Result)
+F = TypeVar("F", bound=Callable[..., Any])
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -94,7 +96,14 @@ def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
 def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, default_wait: float) -> None:
     """Add the tools; write tools only when not read-only."""
 
-    @mcp.tool(title="List workspaces", annotations=READ)
+    def tool(title: str, annotations: ToolAnnotations) -> Callable[[F], F]:
+        def add(fn: F) -> F:
+            mcp.add_tool(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
+            return fn
+
+        return add
+
+    @tool("List workspaces", READ)
     async def list_workspaces() -> Annotated[CallToolResult, WorkspacesResult]:
         """List the Prolific workspaces this account belongs to, with their ids.
 
@@ -103,7 +112,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         """
         return await run_tool(holder, lambda s: s.list_workspaces())
 
-    @mcp.tool(title="List datasets", annotations=READ)
+    @tool("List datasets", READ)
     async def list_datasets(workspace_id: str = "") -> Annotated[CallToolResult, DatasetsResult]:
         """List the datasets this server knows: those created or used through it, and those attached to batches.
 
@@ -113,7 +122,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         """
         return await run_tool(holder, lambda s: s.list_datasets(workspace_id or None))
 
-    @mcp.tool(title="Get dataset", annotations=READ)
+    @tool("Get dataset", READ)
     async def get_dataset(dataset_id: str) -> Annotated[CallToolResult, DatasetResult]:
         """Show one dataset: name, version (4 with a schema and import jobs, or legacy 3), datapoint count, the
         schema as a table, and its latest imports with their status and counts.
@@ -122,7 +131,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         """
         return await run_tool(holder, lambda s: s.get_dataset(dataset_id))
 
-    @mcp.tool(title="Get import status", annotations=READ)
+    @tool("Get import status", READ)
     async def get_import_status(
         dataset_id: str, import_id: str, ctx: Context, wait_seconds: float = default_wait
     ) -> Annotated[CallToolResult, ImportResult]:
@@ -130,30 +139,30 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
 
         Returns the status; when finished (complete, partial, failed, pending_schema) the counts and the rejected
         records grouped by cause with record numbers and fixes (with excerpts when this machine uploaded the
-        file). Read-only: it never writes files. If it is still running after the wait, call it again.
+        file). Read-only: it never writes files. Next: if it is still running after the wait, call it again.
         """
         return await run_tool(
             holder,
             lambda s: s.get_import_status(dataset_id, import_id, wait_seconds=wait_seconds, progress=_progress(ctx)),
         )
 
-    @mcp.tool(title="Suggest a schema", annotations=LOCAL_READ)
-    async def suggest_schema(path: str, format: str = "") -> Annotated[CallToolResult, SuggestSchemaResult]:
+    @tool("Suggest a schema", LOCAL_READ)
+    async def suggest_schema(path: str) -> Annotated[CallToolResult, SuggestSchemaResult]:
         """Suggest dataset fields and types from a sample of a local .jsonl/.ndjson/.csv file.
 
         URL columns become image_url, audio_url or video_url by extension; id-like and META_ columns metadata;
         task_group_id only when a column is plainly named so; other text columns text. The fields are ready to pass
-        to create_dataset(fields=...) or set_schema. Start here when making a dataset from a file.
+        to create_dataset(fields=...) or set_schema. Start here when making a dataset from a file; next:
+        create_dataset(name, fields).
         """
-        return await run_tool(holder, lambda s: s.suggest_schema(path, format or None))
+        return await run_tool(holder, lambda s: s.suggest_schema(path))
 
-    @mcp.tool(title="Validate a file", annotations=LOCAL_READ)
+    @tool("Validate a file", READ)
     async def validate_file(
         path: str,
         dataset_id: str = "",
         fields: Fields = {},  # noqa: B006 (never mutated)
         strict: bool = False,
-        format: str = "",
     ) -> Annotated[CallToolResult, ValidateResult]:
         """Check a local data file against a dataset's schema (dataset_id) or given fields and strict, without
         importing anything.
@@ -161,18 +170,14 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         Returns the record count, whether the file can be imported at all, and the records that would be rejected,
         grouped by cause with record and line numbers. Next: fix the file, or upload_file.
         """
-        return await run_tool(
-            holder, lambda s: s.validate_file(path, dataset_id or None, fields, strict, format or None)
-        )
+        return await run_tool(holder, lambda s: s.validate_file(path, dataset_id or None, fields or None, strict))
 
     if read_only:
         return
 
-    @mcp.tool(
-        title="Create dataset",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-        ),
+    @tool(
+        "Create dataset",
+        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
     )
     async def create_dataset(
         name: str,
@@ -191,11 +196,9 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         """
         return await run_tool(holder, lambda s: s.create_dataset(name, workspace_id or None, fields, strict, legacy_v3))
 
-    @mcp.tool(
-        title="Set schema",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-        ),
+    @tool(
+        "Set schema",
+        ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
     )
     async def set_schema(
         dataset_id: str,
@@ -211,7 +214,8 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         Shows the diff against the current schema; dry_run=true stops there. On a dataset with data, removing a
         field or changing a type re-checks existing values (they may become null) and is refused unless
         allow_destructive=true; the task_group_id field cannot move. Waits for the schema migration (with
-        progress) up to wait_seconds, then re-checks imports parked in pending_schema.
+        progress) up to wait_seconds, then re-checks imports parked in pending_schema. Next: upload_file, or
+        get_dataset to see the schema in force.
         """
         return await run_tool(
             holder,
@@ -226,11 +230,9 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
             ),
         )
 
-    @mcp.tool(
-        title="Upload file",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+    @tool(
+        "Upload file",
+        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
     )
     async def upload_file(
         dataset_id: str,
@@ -257,7 +259,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
             lambda s: s.upload_file(
                 dataset_id,
                 path or None,
-                content or None if not path else None,
+                content or None,
                 filename or None,
                 format or None,
                 wait_seconds=wait_seconds,
@@ -266,11 +268,9 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
             ),
         )
 
-    @mcp.tool(
-        title="Append records",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+    @tool(
+        "Append records",
+        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
     )
     async def append_records(
         dataset_id: str, records: Records, ctx: Context, wait_seconds: float = default_wait
@@ -279,7 +279,8 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
 
         records is a list of objects keyed by the schema's fields. Identical records are not added twice. If an
         import or migration is running, it waits for it (up to wait_seconds). For more data, use upload_file.
-        Returns the accepted, rejected (grouped by cause) and duplicate counts.
+        Returns the accepted, rejected (grouped by cause) and duplicate counts. Next: fix and append the rejected
+        records; a running batch needs a sync to see new datapoints.
         """
         return await run_tool(
             holder,

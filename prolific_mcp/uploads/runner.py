@@ -236,7 +236,9 @@ class UploadManager:
         return job if job is not None and not job.done.is_set() else None
 
     def job_for_import(self, dataset_id: str, import_id: str) -> UploadJob | None:
-        return self._jobs.get((dataset_id, import_id))
+        """The job still running for this import, if this process runs one."""
+        job = self._jobs.get((dataset_id, import_id))
+        return job if job is not None and not job.done.is_set() else None
 
     @property
     def queued(self) -> int:
@@ -258,7 +260,7 @@ class UploadManager:
     def watch_import(self, plan: UploadPlan, row: UploadRow) -> UploadJob:
         """Watch an import that was already uploaded (a resume through the ledger)."""
         existing = self.job_for_import(plan.dataset_id, row.import_id or "")
-        if existing is not None and not existing.done.is_set():
+        if existing is not None:
             return existing
         job = UploadJob(plan, phase="watching", import_id=row.import_id, ledger_row=row)
         if row.import_id:

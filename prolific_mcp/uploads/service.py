@@ -505,9 +505,16 @@ class DatasetService:
 
     # ----- uploads -----
 
-    def _open_path(self, path: str) -> OpenedFile:
+    def _resolve(self, path: str) -> Path:
         try:
-            return open_regular_file(resolve_path(path, list(self.options.allowed_dirs)))
+            return resolve_path(path, list(self.options.allowed_dirs))
+        except FileAccessError as exc:
+            raise OperationError(str(exc)) from None
+
+    def _open_path(self, path: str | Path) -> OpenedFile:
+        try:
+            resolved = path if isinstance(path, Path) else resolve_path(path, list(self.options.allowed_dirs))
+            return open_regular_file(resolved)
         except FileAccessError as exc:
             raise OperationError(str(exc)) from None
 
@@ -568,10 +575,11 @@ class DatasetService:
             )
         if content is not None and not filename:
             raise OperationError("content needs a filename (e.g. 'records.jsonl') so the format is known")
+        resolved = self._resolve(path) if path is not None else None
         display = os.path.basename(path if path is not None else str(filename))
         file_format = self._format(display, fmt)
         wait = self.clamp_wait(wait_seconds)
-        opened = self._open_path(path) if path is not None else self._open_inline(str(content), str(filename))
+        opened = self._open_path(resolved) if resolved is not None else self._open_inline(str(content), str(filename))
         handed_to_job = False
         try:
             dataset = await self.client.get_dataset(dataset_id)
@@ -942,8 +950,9 @@ class DatasetService:
     ) -> ValidateResult:
         if dataset_id is None and fields is None:
             raise OperationError("pass dataset_id (to check against its schema) or fields and strict")
+        resolved = self._resolve(path)
         file_format = self._format(path, fmt)
-        with self._open_path(path) as opened:
+        with self._open_path(resolved) as opened:
             if dataset_id is not None:
                 dataset = await self.client.get_dataset(self._id(dataset_id, "dataset_id"))
                 schema = _local_schema(dataset) if dataset.is_v4 else None
@@ -981,8 +990,9 @@ class DatasetService:
         ).with_text("\n".join(lines))
 
     async def suggest_schema(self, path: str, fmt: str | None = None) -> SuggestSchemaResult:
+        resolved = self._resolve(path)
         file_format = self._format(path, fmt)
-        with self._open_path(path) as opened:
+        with self._open_path(resolved) as opened:
             try:
                 suggestion = await anyio.to_thread.run_sync(lambda: suggest_schema(opened.fd, file_format))
             except ValueError as exc:

@@ -91,8 +91,16 @@ def suggest_fix(field_name: str | None, reason: str) -> str:
         return "give each record a non-empty group id (a string or an integer)"
     if "cells but the header" in lowered:
         return "quote cells that contain commas, or remove the extra cells"
-    if "utf-8" in lowered:
+    if "utf-8" in lowered or "utf-16" in lowered:
         return "save the file as UTF-8"
+    if "json array" in lowered or "pretty-printed" in lowered:
+        return "write one JSON object per line (JSON Lines), without surrounding brackets"
+    if "no header" in lowered or "header" in lowered:
+        return "make the first line of the CSV the field keys, separated by commas"
+    if "delimiter" in lowered:
+        return "export the CSV again with commas as separators"
+    if "empty" in lowered or "no records" in lowered:
+        return "check that the file has records in it"
     return "correct the value as the reason says"
 
 
@@ -280,7 +288,10 @@ def build_summary(s: SummaryInput) -> str:
             head.append(f"Reason given: {clean(s.reason, 300)}")
         if s.rejected:
             head.append(f"{plural(s.rejected, 'record')} were rejected.")
-        head.append(f"Likely fix: {suggest_fix(None, s.reason or '')}; then upload the corrected file.")
+        if s.groups:
+            head.append("Likely fix: correct the records listed below, then upload the corrected file.")
+        else:
+            head.append(f"Likely fix: {suggest_fix(None, s.reason or '')}; then upload the corrected file.")
     elif s.status == "pending_schema":
         head.append(f"Parked: {name} {ids} is waiting in pending_schema because the dataset has no schema yet.")
         call = "set_schema(dataset_id=..., fields=..., strict=false)"
