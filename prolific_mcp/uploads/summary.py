@@ -294,10 +294,11 @@ def build_summary(s: SummaryInput) -> str:
             head.append(f"Likely fix: {suggest_fix(None, s.reason or '')}; then upload the corrected file.")
     elif s.status == "pending_schema":
         head.append(f"Parked: {name} {ids} is waiting in pending_schema because the dataset has no schema yet.")
-        call = "set_schema(dataset_id=..., fields=..., strict=false)"
-        if s.suggested_schema is not None:
-            call = f'set_schema(dataset_id="{s.dataset_id}", fields={orjson.dumps(s.suggested_schema).decode()})'
-        head.append(f"Next: set a schema, e.g. {call[:600]}; the parked import is then checked again.")
+        fields = orjson.dumps(s.suggested_schema).decode() if s.suggested_schema is not None else "..."
+        call = f'set_schema(dataset_id="{s.dataset_id}", fields={fields}, strict=false)'
+        if len(call) > 900:
+            call = f'set_schema(dataset_id="{s.dataset_id}", fields=<suggest_schema\'s fields>, strict=false)'
+        head.append(f"Next: set a schema, e.g. {call}; the parked import is then checked again.")
         return _bounded(head, [], [])
     else:
         head.append(f"Status {clean(s.status, 30)}: {name} {ids}.")
