@@ -56,8 +56,8 @@ async def drive(workdir: Path) -> int:
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
     }
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # The child imports this very package, wherever it is installed or checked out.
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     server = StdioServerParameters(command=sys.executable, args=["-m", "prolific_mcp"], env=env, cwd=str(data_dir))
     _say(f"Starting the MCP server over stdio on a fresh sandbox (state in {workdir / 'state'}).")
     async with Client(server) as client:
