@@ -20,6 +20,7 @@ from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
 SAMPLE = "reviews.jsonl"
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class DemoFailed(Exception):
@@ -57,7 +58,7 @@ async def drive(workdir: Path) -> int:
         "HOME": str(workdir),
     }
     # The child imports this very package, wherever it is installed or checked out.
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = PACKAGE_PARENT
     server = StdioServerParameters(command=sys.executable, args=["-m", "prolific_mcp"], env=env, cwd=str(data_dir))
     _say(f"Starting the MCP server over stdio on a fresh sandbox (state in {workdir / 'state'}).")
     async with Client(server) as client:

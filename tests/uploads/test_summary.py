@@ -110,7 +110,7 @@ def test_failed_and_pending_schema_summaries() -> None:
     pending = build_summary(
         SummaryInput("d", "i", "a.jsonl", "pending_schema", suggested_schema={"text": {"type": "text"}})
     )
-    assert 'set_schema(dataset_id="d", fields={"text":{"type":"text"}})' in pending
+    assert 'set_schema(dataset_id="d", fields={"text":{"type":"text"}}, strict=false)' in pending
 
 
 def test_all_duplicates_are_explained() -> None:
