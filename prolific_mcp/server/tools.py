@@ -76,14 +76,39 @@ def to_call_result(result: Result) -> CallToolResult:
     return CallToolResult(content=content, structured_content=structured(result))
 
 
-async def run_tool(holder: StateHolder, call: Callable[[DatasetService], Awaitable[R]]) -> CallToolResult:
-    """Run one operation; every expected failure becomes a ToolError an agent can act on."""
+def changed_uris(result: Result) -> list[str]:
+    """The resources a successful result has changed (for resource-updated notifications)."""
+    if isinstance(result, DatasetResult) and result.created:
+        return ["prolific://datasets", f"prolific://datasets/{result.id}"]
+    if isinstance(result, ImportResult) and result.finished and not result.from_ledger:
+        uris = [f"prolific://datasets/{result.dataset_id}"]
+        if result.import_id:
+            uris.append(f"prolific://datasets/{result.dataset_id}/imports/{result.import_id}")
+        return uris
+    if isinstance(result, SetSchemaResult) and result.applied:
+        return [f"prolific://datasets/{result.dataset_id}", f"prolific://datasets/{result.dataset_id}/schema"]
+    if isinstance(result, AppendRecordsResult) and result.accepted_count:
+        return [f"prolific://datasets/{result.dataset_id}"]
+    return []
+
+
+async def run_tool(
+    holder: StateHolder, call: Callable[[DatasetService], Awaitable[R]], ctx: Context | None = None
+) -> CallToolResult:
+    """Run one operation; every expected failure becomes a ToolError an agent can act on.
+
+    After a change, subscribers of the changed resources are told (2026-07-28 `subscriptions/listen`).
+    """
     prefix = f"{SANDBOX_LINE} " if holder.mode == "sandbox" else ""
     try:
         service = await holder.get()
-        return to_call_result(await call(service))
+        result = await call(service)
     except (OperationError, ProlificError, InvalidIdError) as exc:
         raise ToolError(prefix + redact(str(exc))) from None
+    if ctx is not None:
+        for uri in changed_uris(result):
+            await ctx.notify_resource_updated(uri)
+    return to_call_result(result)
 
 
 def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
@@ -144,6 +169,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         return await run_tool(
             holder,
             lambda s: s.get_import_status(dataset_id, import_id, wait_seconds=wait_seconds, progress=_progress(ctx)),
+            ctx,
         )
 
     @tool("Suggest a schema", LOCAL_READ)
@@ -181,6 +207,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
     )
     async def create_dataset(
         name: str,
+        ctx: Context,
         workspace_id: str = "",
         fields: Fields = {},  # noqa: B006 (never mutated)
         strict: bool = False,
@@ -194,7 +221,9 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         workspace_id defaults to PROLIFIC_WORKSPACE_ID or the only workspace. legacy_v3=true makes a V3 (CSV-only,
         no schema) dataset. Each call creates a new dataset. Next: upload_file(dataset_id, path).
         """
-        return await run_tool(holder, lambda s: s.create_dataset(name, workspace_id or None, fields, strict, legacy_v3))
+        return await run_tool(
+            holder, lambda s: s.create_dataset(name, workspace_id or None, fields, strict, legacy_v3), ctx
+        )
 
     @tool(
         "Set schema",
@@ -228,6 +257,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
                 wait_seconds=wait_seconds,
                 progress=_progress(ctx),
             ),
+            ctx,
         )
 
     @tool(
@@ -266,6 +296,7 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
                 force=force,
                 progress=_progress(ctx),
             ),
+            ctx,
         )
 
     @tool(
@@ -285,4 +316,5 @@ def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, defa
         return await run_tool(
             holder,
             lambda s: s.append_records(dataset_id, records, wait_seconds=wait_seconds, progress=_progress(ctx)),
+            ctx,
         )

@@ -83,6 +83,7 @@ class DatasetResult(Result):
     fields: list[FieldInfo] = Field(default_factory=list)
     imports: list[ImportInfo] = Field(default_factory=list, description="most recent first (at most 10)")
     batches: list[str] = Field(default_factory=list, description="ids of known batches using this dataset")
+    created: bool = Field(default=False, description="true when this call created the dataset")
 
 
 class SchemaChange(BaseModel):

@@ -343,6 +343,7 @@ class DatasetService:
         dataset = await self.client.create_dataset(name, wid, _api_schema(schema) if schema is not None else None)
         await self._remember(dataset, "created")
         result = self._dataset_result(dataset)
+        result.created = True
         if legacy_v3:
             step = f'Next: upload_file(dataset_id="{dataset.id}", path="<your .csv>"): V3 takes CSV files.'
         elif schema is not None and schema.is_empty:
