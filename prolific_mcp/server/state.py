@@ -54,9 +54,24 @@ def sandbox_state_dir(settings: Settings) -> Path:
 
 @asynccontextmanager
 async def running_state(holder: StateHolder) -> AsyncIterator[StateHolder]:
-    """Start the sandbox child (in sandbox mode), the API client, the ledger and the upload manager."""
-    settings = holder.settings
+    """Start the services in the background and yield at once, so `tools/list` never waits for the sandbox.
+
+    Calls that need the services wait for `holder.ready` (StateHolder.get).
+    """
     holder.service, holder.failure, holder.ready = None, None, anyio.Event()
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_run_services, holder, stop)
+        try:
+            yield holder
+        finally:
+            stop.set()
+
+
+async def _run_services(holder: StateHolder, stop: anyio.Event) -> None:
+    """Start the sandbox child (in sandbox mode), the API client, the ledger and the upload manager; keep them
+    until `stop`, then close them in reverse order (all in this one task, as anyio task groups require)."""
+    settings = holder.settings
     async with AsyncExitStack() as stack:
         try:
             if holder.mode == "sandbox":
@@ -105,4 +120,4 @@ async def running_state(holder: StateHolder) -> AsyncIterator[StateHolder]:
             log.error("%s", holder.failure)
         finally:
             holder.ready.set()
-        yield holder
+        await stop.wait()
