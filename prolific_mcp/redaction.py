@@ -83,9 +83,7 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = urlencode(
-            [(k, REDACTED if k.lower() in SENSITIVE_QUERY_PARAMS else v) for k, v in pairs], safe="/"
-        )
+        query = urlencode([(k, REDACTED if k.lower() in SENSITIVE_QUERY_PARAMS else v) for k, v in pairs], safe="/")
     else:
         query = ""
     return redact(urlunsplit((parts.scheme, netloc, parts.path, query, "")))

@@ -234,6 +234,7 @@ def make_rule(
     after_bytes: int | None = None,
 ) -> FaultRule:
     """Build a rule; the action defaults to `respond` with a status, `redirect` with a location, else `pass`."""
+    _parse_match(match)
     if action is None:
         if status is not None and location is None:
             action = "respond"
@@ -381,7 +382,11 @@ class FaultPlan:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """One request as the sandbox received it. `body_size` counts the body bytes actually read."""
+    """One request as the sandbox received it.
+
+    `body_size` counts the body bytes the sandbox read; `status` is the response status (None if none was sent:
+    a dropped connection); `finished` turns true once the sandbox is done with the request.
+    """
 
     server: Server
     method: str
@@ -392,6 +397,7 @@ class RequestRecord:
     body_size: int = 0
     status: int | None = None
     fault: str | None = None
+    finished: bool = False
 
     @property
     def params(self) -> dict[str, str]:
@@ -411,6 +417,7 @@ class RequestRecord:
             "body_size": self.body_size,
             "status": self.status,
             "fault": self.fault,
+            "finished": self.finished,
         }
 
 

@@ -127,11 +127,14 @@ class Gateway:
             await send(message)
 
         rule = None if admin else self.faults.take(method, path, server)
-        if rule is None:
-            await app(scope, counting_receive, tracking_send)
-            return
-        record.fault = rule.action
-        await self._apply(rule, server, app, scope, counting_receive, tracking_send, record)
+        try:
+            if rule is None:
+                await app(scope, counting_receive, tracking_send)
+            else:
+                record.fault = rule.action
+                await self._apply(rule, server, app, scope, counting_receive, tracking_send, record)
+        finally:
+            record.finished = True
 
     async def _apply(
         self,

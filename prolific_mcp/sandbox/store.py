@@ -702,7 +702,11 @@ class Store:
         self.objects_dir.mkdir(exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-db")
         self._db: Db | None = None
-        self._executor.submit(self._open).result()
+        try:
+            self._executor.submit(self._open).result()
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
 
     def _open(self) -> None:
         db = Db(connect(self.db_path), self.clock)
