@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -14,7 +15,7 @@ from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.redaction import redact
 from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
 from prolific_mcp.uploads.results import structured
-from prolific_mcp.uploads.service import OperationError
+from prolific_mcp.uploads.service import DatasetService, OperationError
 
 
 def _json(value: Any) -> str:
@@ -24,10 +25,12 @@ def _json(value: Any) -> str:
 def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
     """Add the resources, the dataset-id completions and the `import_dataset` prompt."""
 
-    async def guarded(uri: str, make: Any) -> str:
+    async def guarded(uri: str, make: Callable[[DatasetService], Awaitable[object]]) -> str:
+        """Read through the service; a missing dataset or import is ResourceNotFound, other failures say why."""
         try:
             service = await holder.get()
-            return str(await make(service))
+            value = await make(service)
+            return value if isinstance(value, str) else _json(value)
         except NotFoundError as exc:
             raise ResourceNotFoundError(f"{uri}: {redact(str(exc))}") from None
         except (OperationError, ProlificError, InvalidIdError) as exc:
@@ -41,8 +44,8 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
         mime_type="application/json",
     )
     async def workspaces() -> str:
-        async def make(service: Any) -> str:
-            return _json(structured(await service.list_workspaces()))
+        async def make(service: DatasetService) -> object:
+            return structured(await service.list_workspaces())
 
         return await guarded("prolific://workspaces", make)
 
@@ -54,8 +57,8 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
         mime_type="application/json",
     )
     async def datasets() -> str:
-        async def make(service: Any) -> str:
-            return _json(structured(await service.list_datasets()))
+        async def make(service: DatasetService) -> object:
+            return structured(await service.list_datasets())
 
         return await guarded("prolific://datasets", make)
 
@@ -67,7 +70,7 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
         mime_type="text/markdown",
     )
     async def dataset(dataset_id: str) -> str:
-        async def make(service: Any) -> str:
+        async def make(service: DatasetService) -> object:
             result = await service.get_dataset(dataset_id)
             text = result.text
             return f"{SANDBOX_LINE}\n\n{text}" if result.mode == "sandbox" else text
@@ -82,12 +85,10 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
         mime_type="application/json",
     )
     async def dataset_schema(dataset_id: str) -> str:
-        async def make(service: Any) -> str:
+        async def make(service: DatasetService) -> object:
             result = await service.get_dataset(dataset_id)
             fields = {f.key: {"type": f.type, **({"label": f.label} if f.label else {})} for f in result.fields}
-            return _json(
-                {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
-            )
+            return {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
 
         return await guarded(f"prolific://datasets/{dataset_id}/schema", make)
 
@@ -99,9 +100,9 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
         mime_type="application/json",
     )
     async def import_job(dataset_id: str, import_id: str) -> str:
-        async def make(service: Any) -> str:
+        async def make(service: DatasetService) -> object:
             job = await service.client.get_import(dataset_id, import_id)
-            return _json(job.model_dump(mode="json", by_alias=True))
+            return job.model_dump(mode="json", by_alias=True)
 
         return await guarded(f"prolific://datasets/{dataset_id}/imports/{import_id}", make)
 
