@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="create a dataset on a fresh local sandbox, upload a sample file, explain what was rejected"
     )
     demo.add_argument("--keep", metavar="DIR", help="write the sample file and the state here, and keep them")
+    sub.add_parser(
+        "doctor", help="check the token, the API, the workspaces and the folders; say how to fix what is wrong"
+    )
     return parser
 
 
@@ -92,6 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prolific_mcp.demo import run_demo
 
         return run_demo(keep=args.keep)
+    if args.command == "doctor":
+        from prolific_mcp.doctor import run_doctor
+
+        return run_doctor(mode=args.mode, allow_dirs=args.allow_dir)
     return _serve(args)
 
 
