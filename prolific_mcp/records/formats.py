@@ -113,38 +113,50 @@ def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     index = 0
-    first = True
-    for line_no, line in enumerate(stream, 1):
-        if first:
-            if line_no == 1 and line.startswith(UTF8_BOM):
-                line = line[3:]
-            stripped = line.strip()
-            if not stripped:
-                continue
-            first = False
-            if stripped.startswith(b"["):
-                raise FileFailure(
-                    "the file is a JSON array, not JSON Lines: write one JSON object per line, "
-                    "with no surrounding [ ] and no commas between records"
-                )
-            if stripped == b"{":
-                raise FileFailure(
-                    "the file looks like pretty-printed JSON (a record spread over several lines): "
-                    "JSON Lines needs each record on a single line"
-                )
+    lines = enumerate(stream, 1)
+    for line_no, line in lines:
+        if line_no == 1 and line.startswith(UTF8_BOM):
+            line = line[3:]
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith(b"["):
+            raise FileFailure(
+                "the file is a JSON array, not JSON Lines: write one JSON object per line, "
+                "with no surrounding [ ] and no commas between records"
+            )
+        if stripped == b"{":
+            raise FileFailure(
+                "the file looks like pretty-printed JSON (a record spread over several lines): "
+                "JSON Lines needs each record on a single line"
+            )
+        yield _jsonl_record(0, line_no, line)
+        index = 1
+        break
+    for line_no, line in lines:
         try:
             value = loads(line)
-        except decode_error as exc:
+        except decode_error:
             if not line.strip():
                 continue
-            yield RawRecord(index, line_no, None, f"Malformed JSON: {_json_problem(exc)}")
-            index += 1
-            continue
-        if type(value) is not dict:
-            yield RawRecord(index, line_no, None, f"Record is not a JSON object (got {_json_kind(value)})")
+            yield _jsonl_record(index, line_no, line)
         else:
-            yield RawRecord(index, line_no, value, None)
+            if type(value) is dict:
+                yield RawRecord(index, line_no, value, None)
+            else:
+                yield _jsonl_record(index, line_no, line)
         index += 1
+
+
+def _jsonl_record(index: int, line_no: int, line: bytes) -> RawRecord:
+    """The record of one non-blank JSONL line (the slow path: the first line, and unreadable or non-object lines)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return RawRecord(index, line_no, None, f"Malformed JSON: {_json_problem(exc)}")
+    if type(value) is not dict:
+        return RawRecord(index, line_no, None, f"Record is not a JSON object (got {_json_kind(value)})")
+    return RawRecord(index, line_no, value, None)
 
 
 _POSITION = re.compile(r":\s*line \d+ column \d+ \(char (\d+)\)\s*$")

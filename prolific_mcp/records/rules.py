@@ -7,11 +7,12 @@ field. The limits that are our guess of Prolific's (text length, URL shapes) liv
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import orjson
 
@@ -132,37 +133,90 @@ def checker_for(field_type: str, rules: RecordRules) -> _Check:
     return _metadata_check
 
 
-class RecordValidator:
-    """Validates and normalises records against one schema; built once per import, used per record."""
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:[/?#]|\Z)")
+"""A subset of what `_url_problem` accepts (lower-case scheme, a plain host, an optional port, then a path, a
+query, a fragment or nothing): a match is certainly a valid URL; no match proves nothing."""
 
-    __slots__ = ("_checks", "_strict", "schema")
+_ACCEPT: Final = {
+    "text": "type({v}) is str and len({v}) <= limit",
+    "image_url": "type({v}) is str and plain_url({v}) is not None",
+    "task_group_id": "type({v}) is int or (type({v}) is str and {v}.strip())",
+}
+"""Per field type, an expression true only for values its check accepts: the common values are accepted
+without a call, and every other value goes through the check, which alone decides and words the problem."""
+
+_Problems = Callable[[Mapping[str, object]], Problem | None]
+_Normaliser = Callable[[Mapping[str, object]], tuple[dict[str, object] | None, Problem | None]]
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(schema: Schema, rules: RecordRules) -> tuple[_Problems, _Normaliser]:
+    """Two functions specialised to one schema: `problem(record)` and `check(record)` (see RecordValidator).
+
+    The per-record work is the hot loop of the pre-flight scan and of the sandbox's import, so the field loop is
+    unrolled into straight-line code. The source is built from fixed templates and generated names only (`k0`,
+    `c0`...): the schema's keys, checks and reasons are bound as values in the namespace, never written into it.
+    """
+    namespace: dict[str, object] = {"limit": rules.max_text_length, "plain_url": _PLAIN_URL.match}
+    problem = ["def problem(record):", "    get = record.get"]
+    check = ["def check(record):", "    get = record.get"]
+    for i, f in enumerate(schema.fields):
+        k, v, c, m = f"k{i}", f"v{i}", f"c{i}", f"m{i}"
+        namespace[k] = f.key
+        namespace[m] = (None, MISSING_FIELD_REASON.format(key=f.key))
+        checker = checker_for(f.type, rules)
+        namespace[c] = checker
+        for lines, rejected in ((problem, "{}"), (check, "None, {}")):
+            if checker is _metadata_check and not schema.strict and lines is problem:
+                continue  # any value is accepted, and none is required
+            lines.append(f"    {v} = get({k})")
+            if schema.strict:
+                lines += [f"    if {v} is None:", f"        return {rejected.format(m)}"]
+            if checker is _metadata_check:
+                continue
+            accept = _ACCEPT.get(f.type)
+            tests = [] if schema.strict else [f"{v} is not None"]
+            if accept is not None:
+                tests.append(f"not ({accept.format(v=v)})")
+            indent = "        " if tests else "    "
+            if tests:
+                lines.append(f"    if {' and '.join(tests)}:")
+            lines += [
+                f"{indent}p = {c}({v})",
+                f"{indent}if p is not None:",
+                f"{indent}    return {rejected.format(f'({k}, p)')}",
+            ]
+    problem.append("    return None")
+    if schema.strict:
+        check.append("    return {" + ", ".join(f"k{i}: v{i}" for i in range(len(schema.fields))) + "}, None")
+    else:
+        check.append("    out = {}")
+        for i in range(len(schema.fields)):
+            check += [f"    if v{i} is not None:", f"        out[k{i}] = v{i}"]
+        check.append("    return out, None")
+    source = "\n".join(problem) + "\n\n\n" + "\n".join(check) + "\n"
+    exec(compile(source, f"<record rules: {len(schema.fields)} fields>", "exec"), namespace)  # noqa: S102 (above)
+    return cast(_Problems, namespace["problem"]), cast(_Normaliser, namespace["check"])
+
+
+class RecordValidator:
+    """Validates and normalises records against one schema; built once per import, used per record.
+
+    One error per record: the first problem in schema field order (see the module's docstring).
+    """
+
+    __slots__ = ("check", "problem", "schema")
+
+    check: _Normaliser
+    """`check(record)`: (normalised record, None) when accepted, else (None, (field, reason)) for the first problem.
+
+    The normalised record holds only schema keys, in schema order, without null or missing values."""
+    problem: _Problems
+    """`problem(record)`: the first problem of a record in schema field order, or None when it is accepted."""
 
     def __init__(self, schema: Schema, rules: RecordRules | None = None) -> None:
-        rules = rules or RecordRules()
         self.schema = schema
-        self._strict = schema.strict
-        self._checks: tuple[tuple[str, _Check, str], ...] = tuple(
-            (f.key, checker_for(f.type, rules), MISSING_FIELD_REASON.format(key=f.key)) for f in schema.fields
-        )
-
-    def check(self, record: Mapping[str, object]) -> tuple[dict[str, object] | None, Problem | None]:
-        """(normalised record, None) when accepted, else (None, (field, reason)) for the first problem.
-
-        The normalised record holds only schema keys, in schema order, without null or missing values.
-        """
-        out: dict[str, object] = {}
-        strict = self._strict
-        for key, check, missing_reason in self._checks:
-            value = record.get(key)
-            if value is None:
-                if strict:
-                    return None, (None, missing_reason)
-                continue
-            problem = check(value)
-            if problem is not None:
-                return None, (key, problem)
-            out[key] = value
-        return out, None
+        self.problem, self.check = _compiled(schema, rules or RecordRules())
 
 
 def missing_key_from_reason(reason: str) -> str | None:

@@ -492,6 +492,7 @@ async def admin_info(request: Request, ctx: Context) -> Response:
             "workspace_id": ctx.workspace_id,
             "user_id": ctx.user_id,
             "pace": ctx.config.pace.name,
+            "store_only": ctx.config.store_only,
             "clock_offset": ctx.clock.offset,
         }
     )

@@ -75,6 +75,9 @@ class SandboxConfig:
     chunk_records: int = 20_000
     """Records per committed chunk while an import is processed."""
     access_log: bool = False
+    store_only: bool = False
+    """The fake S3 stores each PUT and its import turns `queued`, but no import is ever processed: a benchmark of
+    the wire keeps the sandbox's import work out of its figures (docs/sandbox.md)."""
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():

@@ -3,7 +3,8 @@
 Each dataset with work gets one drain task on the event loop. It takes the dataset's next job (arrival = PUT
 completion for an upload, PATCH time for a migration), keeps an import `queued` for at least the pace's
 `queued` seconds, runs the record work in a worker thread, and writes the terminal status no earlier than the
-pace's `processing` seconds after processing began. Datasets are independent of each other.
+pace's `processing` seconds after processing began. Datasets are independent of each other. With `store_only` no
+import runs: a dataset's queue stops at its first import.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ class Scheduler:
                             return
                         continue
                     if job.kind == "upload":
+                        if self.config.store_only:
+                            # Store-only: the dataset's queue stops at its first import, as at a Prolific that
+                            # never picks it up (the object is kept; nothing is processed).
+                            return
                         await self._run_upload(job.pk)
                     else:
                         await self._run_migration(job.pk)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
-from prolific_mcp.sandbox.server import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_ENV
+from prolific_mcp.sandbox.protocol import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_ENV
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parents[2]
 LOG_FILENAME: Final = "sandbox.log"
@@ -47,6 +47,7 @@ class SandboxProcess:
         ready_timeout: float = 30.0,
         python: str | None = None,
         owns_state_dir: bool = False,
+        store_only: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.pace = pace
@@ -57,6 +58,7 @@ class SandboxProcess:
         self.log_path = log_path or state_dir / LOG_FILENAME
         self.ready_timeout = ready_timeout
         self.python = python or sys.executable
+        self.store_only = store_only
         self.admin_token = secrets.token_urlsafe(24)
         self.url = ""
         self.s3_url = ""
@@ -77,8 +79,11 @@ class SandboxProcess:
         log_path: Path | None = None,
         ready_timeout: float = 30.0,
         python: str | None = None,
+        store_only: bool = False,
     ) -> SandboxProcess:
         """Start the child and wait (at most `ready_timeout` s) until it answers; `state_dir=None`: a temp folder.
+
+        `store_only=True` runs it with `--store-only` (uploads are stored, never imported: for benchmarks).
 
         The child's log goes to `log_path` (default: sandbox.log in the state folder), never to our stdout.
         """
@@ -96,6 +101,7 @@ class SandboxProcess:
             ready_timeout=ready_timeout,
             python=python,
             owns_state_dir=owns,
+            store_only=store_only,
         )
         try:
             proc._launch(port, s3_port)
@@ -135,6 +141,8 @@ class SandboxProcess:
         ]
         if self.faults_file is not None:
             cmd += ["--faults", str(self.faults_file)]
+        if self.store_only:
+            cmd.append("--store-only")
         return cmd
 
     def _environment(self) -> dict[str, str]:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -36,22 +35,20 @@ from prolific_mcp.sandbox.config import DEFAULT_MAX_OBJECT_SIZE, DEFAULT_URL_LIF
 from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError, RequestLog, parse_plan
 from prolific_mcp.sandbox.gateway import Connections, Gateway, protocol_class
 from prolific_mcp.sandbox.jobs import Scheduler
+from prolific_mcp.sandbox.protocol import (
+    ADMIN_TOKEN_ENV,
+    CONFIGURED_ADMIN,
+    READY_PREFIX,
+    TEMP_NOTE,
+    TOKEN_ENV,
+)
+from prolific_mcp.sandbox.protocol import READY_LINE as READY_LINE  # re-exported: tests and docs name it here
 from prolific_mcp.sandbox.s3 import S3App, Signer
 from prolific_mcp.sandbox.store import Db, Store, UploadRow
 
 log = logging.getLogger("prolific_mcp.sandbox")
 
 HOST: Final = "127.0.0.1"
-TOKEN_ENV: Final = "PROLIFIC_SANDBOX_TOKEN"  # noqa: S105 (the variable's name, not a secret)
-ADMIN_TOKEN_ENV: Final = "PROLIFIC_SANDBOX_ADMIN_TOKEN"  # noqa: S105 (the variable's name, not a secret)
-READY_PREFIX: Final = "Prolific sandbox ready at "
-TEMP_NOTE: Final = "a fresh temporary folder, deleted on exit"
-READY_LINE: Final = re.compile(
-    r"^Prolific sandbox ready at (?P<url>http://\S+) \(fake S3 at (?P<s3_url>http://[^,\s]+), "
-    r"state in (?P<state_dir>.+?)(?:, " + re.escape(TEMP_NOTE) + r")?; admin token (?P<admin>\S+|\(as configured\))\)$"
-)
-"""The ready line; `admin` is the admin token, or `(as configured)` when it was given to the sandbox."""
-CONFIGURED_ADMIN: Final = "(as configured)"
 LOCK_FILENAME: Final = "sandbox.lock"
 
 
@@ -328,6 +325,7 @@ class Sandbox:
         chunk_records: int = 20_000,
         clock: Clock | None = None,
         timeout: float = 20.0,
+        store_only: bool = False,
     ) -> Sandbox:
         """Start a sandbox on 127.0.0.1 (ephemeral ports unless given); `state_dir=None` uses a temp folder."""
         owns = state_dir is None
@@ -345,6 +343,7 @@ class Sandbox:
             max_object_size=max_object_size,
             rules=rules or RecordRules(),
             chunk_records=chunk_records,
+            store_only=store_only,
             **options,
         )
         if isinstance(faults, Path):
@@ -503,6 +502,7 @@ class Sandbox:
                 rules=old.config.rules,
                 chunk_records=old.config.chunk_records,
                 access_log=old.config.access_log,
+                store_only=old.config.store_only,
             )
             self._server = SandboxServer(config, clock=old.clock, faults=old.faults, requests=old.requests)
             try:
@@ -563,6 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-object-size", type=int, default=DEFAULT_MAX_OBJECT_SIZE, help="largest PUT in bytes (5 GiB)"
     )
+    parser.add_argument(
+        "--store-only",
+        action="store_true",
+        help="store uploaded files but never process their imports (they stay queued): for benchmarks of the wire",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument(
@@ -618,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             url_lifetime=args.url_lifetime,
             max_object_size=args.max_object_size,
             access_log=args.access_log,
+            store_only=args.store_only,
             **options,
         )
     except ValueError as exc:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import stat
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,14 @@ def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
             "with --allow-dir DIR) to the folder that holds your data, or pass the data inline as "
             "content + filename (up to 1 MiB)"
         )
-    candidate = Path(raw.strip()).expanduser()
-    if not candidate.is_absolute():
-        candidate = allowed[0] / candidate
     try:
+        candidate = Path(raw.strip()).expanduser()
+        if not candidate.is_absolute():
+            candidate = allowed[0] / candidate
+        roots = [Path(os.path.realpath(root)) for root in allowed]
+        # Containment first, on what the path resolves to so far: whether a file exists outside the allowed
+        # directories is not for the caller to learn.
+        _check_inside(candidate, Path(os.path.realpath(candidate)), roots)
         resolved = Path(os.path.realpath(candidate, strict=True))
     except FileNotFoundError:
         raise FileAccessError(
@@ -107,14 +112,21 @@ def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
         ) from None
     except OSError as exc:
         raise FileAccessError(f"cannot resolve {candidate}: {exc.strerror or exc}") from None
-    roots = [Path(os.path.realpath(root)) for root in allowed]
+    except (ValueError, RuntimeError):
+        # Characters the file system cannot take (lone surrogates, ...), or a home directory that is unknown.
+        raise FileAccessError("the path cannot be used as a file name: pass a plain file path") from None
+    _check_inside(candidate, resolved, roots)
+    return resolved
+
+
+def _check_inside(candidate: Path, resolved: Path, roots: Sequence[Path]) -> None:
+    """Refuse a path that resolves outside every allowed directory (compared by components, not as strings)."""
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
         via = "" if resolved == candidate else f" (it resolves to {resolved})"
         raise FileAccessError(
             f"{candidate}{via} is outside the allowed directories ({_describe_dirs(roots)}): move the file into "
             "one of them, or add its folder to PROLIFIC_MCP_ALLOWED_DIRS (or --allow-dir) and restart the server"
         )
-    return resolved
 
 
 def _kind(mode: int) -> str:
@@ -127,6 +139,27 @@ def _kind(mode: int) -> str:
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
         return "a device"
     return "not a regular file"
+
+
+def _descriptor_path(fd: int) -> str | None:
+    """The path the kernel has for an open descriptor (Linux, macOS), or None where it cannot tell.
+
+    `O_NOFOLLOW` only guards the last component of a path; this catches a directory on the path that was swapped
+    for a link after the path was checked.
+    """
+    platform = sys.platform  # a plain value: the check runs on every platform, not at type-checking time
+    try:
+        if platform.startswith("linux"):
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            return link if link.startswith("/") else None
+        if platform == "darwin":  # pragma: no cover - macOS
+            import fcntl
+
+            buffer = fcntl.fcntl(fd, 50, b"\0" * 1024)  # F_GETPATH
+            return os.fsdecode(buffer.split(b"\0", 1)[0]) or None
+    except OSError:
+        return None
+    return None  # pragma: no cover - other platforms
 
 
 def open_regular_file(resolved: Path, *, max_size: int = S3_SINGLE_PUT_LIMIT) -> OpenedFile:
@@ -144,7 +177,13 @@ def open_regular_file(resolved: Path, *, max_size: int = S3_SINGLE_PUT_LIMIT) ->
     except OSError as exc:
         raise FileAccessError(f"cannot open {resolved}: {exc.strerror}") from None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+    opened_path = _descriptor_path(fd)
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino)
+        or (opened_path is not None and opened_path != str(resolved))
+    ):
+        # A file or a directory on its path was swapped (for a link elsewhere, say) after the path was checked.
         os.close(fd)
         raise FileAccessError(f"{resolved} changed while it was being opened: try again once it is stable")
     if st.st_size == 0:
@@ -257,25 +296,29 @@ def scan_file(
     raw = _HashingReader(fd)
     stream = io.BufferedReader(raw, READ_CHUNK)
     active = schema if schema is not None and not schema.is_empty else None
-    validator = RecordValidator(active, rules) if active is not None else None
+    problem_of = RecordValidator(active, rules).problem if active is not None else None
     groups: dict[tuple[str | None, str], FindingGroup] = {}
-    seen_keys: set[str] = set()
+    unseen = set(active.keys) if active is not None and active.strict else set()
+    """Strict-schema keys no record has had a value for yet."""
     count = rejected = 0
     failure: str | None = None
+    problem: tuple[str | None, str] | None
     try:
         for rec in iter_records(stream, fmt, header_keys=active.keys if active is not None else None):
             count += 1
-            if rec.value is None:
-                problem: tuple[str | None, str] | None = (RAW_FIELD, rec.raw_error or "Unreadable record")
-            elif validator is not None:
-                if active is not None and active.strict and len(seen_keys) < len(active.fields):
-                    seen_keys.update(k for k, v in rec.value.items() if v is not None)
-                _, problem = validator.check(rec.value)
+            value = rec.value
+            if value is None:
+                problem = (RAW_FIELD, rec.raw_error or "Unreadable record")
+            elif problem_of is None:
+                continue
             else:
-                problem = None
-            if problem is not None:
-                rejected += 1
-                _add_finding(groups, problem, rec.index + 1, rec.line)
+                if unseen:
+                    unseen = {k for k in unseen if value.get(k) is None}
+                problem = problem_of(value)
+                if problem is None:
+                    continue
+            rejected += 1
+            _add_finding(groups, problem, rec.index + 1, rec.line)
     except FileFailure as exc:
         failure = exc.reason
     while stream.read(READ_CHUNK):
@@ -284,7 +327,7 @@ def scan_file(
         failure = "the file changed while it was being read: try again once it is stable"
     missing: list[str] = []
     if failure is None and active is not None and active.strict and count:
-        missing = [k for k in active.keys if k not in seen_keys]
+        missing = [k for k in active.keys if k in unseen]
         if missing:
             failure = (
                 f"no record has the field{'s' if len(missing) > 1 else ''} {', '.join(missing[:10])}, which the "

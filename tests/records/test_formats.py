@@ -131,3 +131,11 @@ def test_the_contract_csv_rejects_exactly_four_rows() -> None:
         if problem:
             problems[raw.index] = problem[0]
     assert problems == {4: "prompt", 11: None, 19: "image", 32: "image"}
+
+
+def test_jsonl_first_record_problems_after_blank_lines_keep_their_index_and_line() -> None:
+    rows = _read(b'\n  \n{"a": \n"text"\n{"a": 1}\n')
+    assert [(i, line, value) for i, line, value, _ in rows] == [(0, 3, None), (1, 4, None), (2, 5, {"a": 1})]
+    assert str(rows[0][3]).startswith("Malformed JSON")
+    assert rows[1][3] == "Record is not a JSON object (got a string)"
+    assert _read(b'\xef\xbb\xbf"only"\n') == [(0, 1, None, "Record is not a JSON object (got a string)")]

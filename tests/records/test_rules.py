@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prolific_mcp.records import (
+    MISSING_FIELD_REASON,
+    FieldSpec,
     RecordRules,
     RecordValidator,
     Schema,
     missing_key_from_reason,
     record_digest,
 )
+from prolific_mcp.records.rules import _PLAIN_URL, checker_for
 
 SCHEMA = Schema.from_dict(
     {
@@ -106,3 +111,91 @@ def test_digest_ignores_key_order_and_tells_records_apart() -> None:
     assert record_digest({"a": 1}) != record_digest({"a": "1"})
     assert len(record_digest({})) == 16
     assert missing_key_from_reason("Value too long") is None
+
+
+# --- the compiled validator against the per-field rules -----------------------------------------------------------
+
+TYPES = ["text", "image_url", "audio_url", "video_url", "metadata", "task_group_id", "rating"]
+"""Every documented type, and one the live enum may add (any value accepted)."""
+
+URLS = [
+    "https://cdn.example/x.png",
+    "http://cdn.example",
+    "https://cdn.example:8080/a.mp4",
+    "https://cdn.example?x=1",
+    "https://cdn.example#frag",
+    "HTTPS://CDN.EXAMPLE/A.MP3",
+    "https://user@cdn.example/a.wav",
+    "https://[::1]/v.webm",
+    "https://cdn.example:80abc",
+    "https://",
+    "https:///path.png",
+    "ftp://cdn.example/x.png",
+    "https://cdn.example/x.mov?y=1",
+    "https://cdn_example.com/x.png",
+    "https://cdn.example\\x.png",
+    "//cdn.example/x.png",
+    " https://cdn.example/x.png",
+]
+VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(URLS),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "\t", "x" * 11]),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+KEYS = st.sampled_from(["a", "b", "c", "d", "quote\"'", "new\nline", "{k0}", "get"])
+
+
+def reference(schema: Schema, rules: RecordRules, record: dict[str, object]) -> tuple[object, object]:
+    """The rules as written: each field in schema order, its type's check, the first problem wins."""
+    out: dict[str, object] = {}
+    for field in schema.fields:
+        value = record.get(field.key)
+        if value is None:
+            if schema.strict:
+                return None, (None, MISSING_FIELD_REASON.format(key=field.key))
+            continue
+        problem = checker_for(field.type, rules)(value)
+        if problem is not None:
+            return None, (field.key, problem)
+        out[field.key] = value
+    return out, None
+
+
+@given(
+    fields=st.dictionaries(KEYS, st.sampled_from(TYPES), max_size=6),
+    strict=st.booleans(),
+    limit=st.integers(0, 12),
+    record=st.dictionaries(KEYS | st.text(max_size=3), VALUES, max_size=8),
+)
+def test_the_compiled_validator_agrees_with_the_per_field_rules(
+    fields: dict[str, str], strict: bool, limit: int, record: dict[str, object]
+) -> None:
+    schema = Schema(strict=strict, fields=tuple(FieldSpec(k, t) for k, t in fields.items()))
+    rules = RecordRules(max_text_length=limit)
+    validator = RecordValidator(schema, rules)
+    expected = reference(schema, rules, record)
+    got = validator.check(record)
+    assert got == expected
+    assert got[0] is None or list(got[0]) == [k for k in schema.keys if k in got[0]]  # type: ignore[union-attr]
+    assert validator.problem(record) == expected[1]
+
+
+@given(st.sampled_from(URLS) | st.from_regex(r"https?://[A-Za-z0-9.:/?#@\[\]_-]{0,20}", fullmatch=True))
+def test_a_url_the_fast_path_accepts_is_one_the_rules_accept(url: str) -> None:
+    if _PLAIN_URL.match(url) is not None:
+        assert checker_for("image_url", RecordRules())(url) is None
+
+
+def test_many_fields_and_awkward_keys_compile() -> None:
+    keys = [f"field {i} 'x\"\n" for i in range(200)]
+    schema = Schema(strict=True, fields=tuple(FieldSpec(k, "text") for k in keys))
+    record: dict[str, object] = dict.fromkeys(keys, "v")
+    assert RecordValidator(schema).check(record) == (record, None)
+    record[keys[150]] = 5
+    assert RecordValidator(schema).problem(record) == (keys[150], "Expected text (a string), got a number")

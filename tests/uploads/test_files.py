@@ -154,3 +154,18 @@ def test_upload_filename() -> None:
     assert upload_filename("reviews.JSONL") == "reviews.JSONL"
     assert upload_filename("data.txt", "csv") == "data.csv"
     assert upload_filename("C:\\Users\\me\\r.csv") == "r.csv"
+
+
+def test_strict_keys_are_tracked_across_records_whatever_other_keys_they_have(root: Path) -> None:
+    """A first record with keys outside the schema must not stop the search for the schema's keys."""
+    schema = Schema.from_dict({"strict": True, "fields": {"a": {"type": "text"}, "b": {"type": "text"}}})
+    path = _jsonl(root / "a.jsonl", [{"a": "x", "extra": 1, "more": 2}, {"b": "y"}])
+    with open_regular_file(resolve_path("a.jsonl", [root])) as opened:
+        report = scan_file(opened.fd, "jsonl", schema)
+    assert report.ok, report.failure
+    assert (report.record_count, report.rejected, report.missing_everywhere) == (2, 2, [])
+    _jsonl(path, [{"a": "x", "extra": 1}, {"a": None, "b": None}])
+    with open_regular_file(resolve_path("a.jsonl", [root])) as opened:
+        report = scan_file(opened.fd, "jsonl", schema)
+    assert report.missing_everywhere == ["b"]
+    assert report.failure is not None and "no record has the field b" in report.failure

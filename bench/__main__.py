@@ -1,0 +1,188 @@
+"""The benchmark suite: `python -m bench quick|full [--only 1,2,...] [--output FILE]` (see docs/performance.md).
+
+quick: small files, a couple of minutes on 2 cores; CI runs it as a smoke test and asserts no goal.
+full: the figures of docs/performance.md (a 1 GiB upload among them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import polling, report, scan, startup, summaries, uploads
+from bench.common import DATA, GIB, MB, ROOT, Result, dataset_file, log, machine, rejected_file, tool_version
+
+
+@dataclass(frozen=True)
+class Size:
+    upload_files: tuple[int, ...]
+    """Sizes of the JSONL files uploaded for goal 1 (the last one decides the ratio)."""
+    upload_rounds: int
+    scan_file: int
+    small_records: int
+    """Records of the small-record file: goal 2's second file and goal 7's import."""
+    scan_rounds: int
+    summary_rounds: int
+    startup_rounds: int
+    polling_seeds: int
+    concurrent_file: int
+    concurrent_singles: int
+    output: Path
+
+
+SIZES = {
+    "quick": Size(
+        upload_files=(10 * MB, 100 * MB),
+        upload_rounds=2,
+        scan_file=100 * MB,
+        small_records=200_000,
+        scan_rounds=5,
+        summary_rounds=3,
+        startup_rounds=5,
+        polling_seeds=50,
+        concurrent_file=10 * MB,
+        concurrent_singles=3,
+        output=DATA / "performance-quick.md",
+    ),
+    "full": Size(
+        upload_files=(100 * MB, GIB),
+        upload_rounds=3,
+        scan_file=GIB,
+        small_records=1_000_000,
+        scan_rounds=3,
+        summary_rounds=5,
+        startup_rounds=15,
+        polling_seeds=200,
+        concurrent_file=50 * MB,
+        concurrent_singles=5,
+        output=ROOT / "docs" / "performance.md",
+    ),
+}
+QUICK_NOTE = (
+    "`quick` uses small files and few runs: a smoke test whose verdicts are indicative only (short transfers are "
+    "the noisiest). The goals are judged by `full`, in docs/performance.md."
+)
+CONCURRENT = 20
+WARM_UP_FILE = MB
+
+
+def sandbox_import(records: int) -> Result:
+    """Goal 7, by bench/sandbox_import.py."""
+    from bench import sandbox_import as imports
+
+    got = imports.measure(records)
+    ratio = got.rate / imports.GOAL
+    log(f"  sandbox import: {got.rate:,.0f} records/s")
+    return Result(
+        7,
+        "Sandbox import throughput",
+        "≥ 100,000 small records/s per core",
+        f"{got.rate:,.0f} records/s",
+        f"{ratio:.2f}×",
+        ratio >= 1.0,
+        [
+            f"`bench/sandbox_import.py`: {records:,} records of 5 short fields (strict schema), PUT to the sandbox "
+            "child (`--pace fast`) and imported: schema-validated, deduplicated and stored in SQLite, on one core "
+            "(the import runs in one worker thread). Processing time from the sandbox's own timestamps.",
+            "",
+            "| Records | File | Processing | Records/s | End to end (PUT + import) |",
+            "|---|---|---|---|---|",
+            f"| {records:,} | {got.size / MB:,.0f} MB | {got.processing_seconds:.2f} s | **{got.rate:,.0f}** "
+            f"({ratio:.2f}× the goal) | {got.overall:,.0f} records/s |",
+        ],
+    )
+
+
+def prepare(size: Size) -> None:
+    """Generate every test file first (once: they are kept under bench/.data/)."""
+    from bench import sandbox_import as imports
+
+    for n in {*size.upload_files, size.scan_file, size.concurrent_file, WARM_UP_FILE}:
+        dataset_file(n)
+    imports.data_file(size.small_records)
+    for where in ("spread", "end"):
+        rejected_file(summaries.RECORDS, summaries.REJECTED, where)
+
+
+def run(size: Size, only: set[int]) -> list[Result]:
+    from bench import sandbox_import as imports
+
+    warm = dataset_file(WARM_UP_FILE)
+    steps: dict[int, Callable[[], Result]] = {
+        1: lambda: uploads.run_throughput([dataset_file(n) for n in size.upload_files], warm, size.upload_rounds),
+        2: lambda: scan.run(dataset_file(size.scan_file), imports.data_file(size.small_records), size.scan_rounds),
+        3: lambda: summaries.run(size.summary_rounds),
+        4: lambda: startup.run(size.startup_rounds),
+        5: lambda: polling.run(size.polling_seeds),
+        6: lambda: uploads.run_concurrency(
+            dataset_file(size.concurrent_file), warm, CONCURRENT, size.concurrent_singles
+        ),
+        7: lambda: sandbox_import(size.small_records),
+    }
+    results = []
+    for number, step in steps.items():
+        if only and number not in only:
+            continue
+        log(f"goal {number}")
+        results.append(step())
+    return results
+
+
+def _commit() -> str:
+    """The checked-out commit (read only), and whether the working tree differs from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+    except OSError:
+        return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return f"{commit} with uncommitted changes" if dirty.stdout.strip() else commit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("size", choices=sorted(SIZES), help="quick (CI smoke test) or full (docs/performance.md)")
+    parser.add_argument("--only", default="", help="comma-separated goal numbers (1-7) to run; default: all")
+    parser.add_argument("--output", type=Path, help="where to write the report (default depends on the size)")
+    args = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("python -m bench: the suite reads memory figures from /proc, so it runs on Linux only", file=sys.stderr)
+        return 2
+    size = SIZES[args.size]
+    only = {int(x) for x in args.only.split(",") if x.strip()}
+    started = time.monotonic()
+    before = machine()
+    log(f"bench {args.size}: preparing the test files under {DATA}")
+    prepare(size)
+    results = run(size, only)
+    after = machine()
+    duration = time.monotonic() - started
+    extra = {
+        "load average (1, 5, 15 min) at the start and the end": f"{before['load']} → {after['load']}",
+        "curl": tool_version(["curl", "--version"]),
+        "commit": _commit(),
+    }
+    info = {k: v for k, v in before.items() if k != "load"}
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = report.render(results, size=args.size, when=when, duration=duration, machine=info, extra=extra)
+    if args.size == "quick":
+        text = text.replace("## Goals\n", f"## Goals\n\n{QUICK_NOTE}\n", 1)
+    output = args.output or size.output
+    report.write(output, text)
+    print(f"{'#':>2}  {'verdict':<12} {'ratio':<18} what")
+    for r in results:
+        print(f"{r.number:>2}  {r.verdict.strip('*'):<12} {r.ratio:<18} {r.title}")
+    print(f"\n{args.size}: {duration:.0f} s; report written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
