@@ -40,6 +40,7 @@ COVERAGE = {
         ".ci/ecosystem runs it verbatim (readme.py quickstart) in a scratch copy of the sources"
     ),
     "bash .ci/run": "CI itself",
+    ".ci-venv/bin/python -m bench quick": ".ci/run runs it verbatim (its venv is .ci-venv)",
     "claude mcp add --scope project --env 'PROLIFIC_TOKEN=${PROLIFIC_TOKEN:-}' prolific-datasets -- "
     "uvx prolific-datasets-mcp": (
         "test_claude_code_setup checks what it registers; .ci/ecosystem runs the server part (uvx ...)"
