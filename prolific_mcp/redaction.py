@@ -26,8 +26,9 @@ SENSITIVE_QUERY_PARAMS = frozenset(
     }
 )
 
+# No word boundary before the name: a parameter glued to other text ("0X-Amz-Credential=...") is still a secret.
 _QUERY_SECRET = re.compile(
-    r"(?i)\b(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)"
+    r"(?i)(X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId)"
     r"(=|%3D)([^&\s\"'<>#]+)"
 )
 _AUTH_HEADER = re.compile(r"(?i)\b(Authorization\s*[:=]\s*['\"]?)(Token|Bearer)\s+[^\s'\",}]+")

@@ -5,6 +5,15 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
+
+# Property tests: a bounded, reproducible profile in CI (DESIGN §11); more examples locally. HYPOTHESIS_PROFILE
+# picks one explicitly (e.g. HYPOTHESIS_PROFILE=thorough for a long local run).
+settings.register_profile("ci", max_examples=75, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("dev", max_examples=150, deadline=None)
+settings.register_profile("thorough", max_examples=5000, deadline=None)
+_IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if _IN_CI else "dev"))
 
 
 @pytest.fixture
@@ -14,7 +23,7 @@ def anyio_backend() -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """DESIGN §11: a test may skip only for a platform reason or a missing tool, and never in CI."""
-    if os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+    if not _IN_CI:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0

@@ -220,6 +220,17 @@ class ProlificClient:
     def base_url(self) -> str:
         return str(self._base)
 
+    def rebase(self, base_url: str) -> None:
+        """Send later calls to another API origin (the sandbox child restarted on a new port).
+
+        The same checks as in the constructor apply, and the new origin must be loopback exactly when the old one
+        was (proxy handling was decided for it). A call under way sends its next attempt to the new origin.
+        """
+        base = _check_base_url(base_url, sandbox=self._sandbox)
+        if is_loopback_host(base.host) != is_loopback_host(self._base.host):
+            raise ValueError("the API origin can only move between loopback addresses")
+        self._base, self._base_path, self._origin = base, base.path.rstrip("/"), _origin(base)
+
     @property
     def sandbox(self) -> bool:
         return self._sandbox
@@ -282,10 +293,10 @@ class ProlificClient:
         conflict_hint: str | None = None,
     ) -> tuple[Any, int]:
         """Send one API call under `kind`'s retry rule; return the parsed JSON body and the attempts made."""
-        url = self._url(path)
         limit = self._deadline(deadline)
 
         async def attempt(number: int) -> Any:
+            url = self._url(path)  # per attempt: a retry follows the API origin if it moved (`rebase`)
             headers = self._api_headers(url)
             if content_type is not None:
                 headers["Content-Type"] = content_type

@@ -24,6 +24,8 @@ log = logging.getLogger("prolific_mcp.server")
 SANDBOX_LINE = "SANDBOX: nothing here reaches Prolific."
 SANDBOX_ORIGIN = "sandbox"
 """The ledger's origin in sandbox mode: stable across restarts, whatever port the sandbox gets."""
+WATCHDOG_SECONDS = 0.5
+"""How often the sandbox child is checked (each tool call also checks it first)."""
 
 
 @dataclass
@@ -38,6 +40,14 @@ class StateHolder:
     sandbox: Any = None
     sandbox_url: str | None = None
     """A sandbox already running (tests, benchmarks): used instead of starting a child process."""
+    notices: list[str] = field(default_factory=list)
+    """What the next tool result must also say (the sandbox child was restarted)."""
+    closing: bool = False
+    restart_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    sandbox_down: str | None = None
+    """Why the sandbox child is down and could not be started again (tool calls fail with it until it is up)."""
+    restart_backoff: float = 0.0
+    next_restart: float = 0.0
 
     async def get(self) -> DatasetService:
         """The service, once start-up has finished (the sandbox may still be starting)."""
@@ -45,7 +55,60 @@ class StateHolder:
             await self.ready.wait()
         if self.service is None:
             raise OperationError(self.failure or "the server is still starting: try again in a few seconds")
+        await self.check_sandbox()
+        if self.sandbox_down is not None:
+            raise OperationError(self.sandbox_down)
         return self.service
+
+    def take_notices(self) -> str | None:
+        """The notices not yet shown, once (then forgotten)."""
+        if not self.notices:
+            return None
+        text = " ".join(self.notices)
+        self.notices.clear()
+        return text
+
+    async def check_sandbox(self) -> None:
+        """If the sandbox child process has died, start it again on the same state folder, and say so.
+
+        The same ports are used when they are free (so uploads under way carry on); otherwise the API client is
+        pointed at the new port. Called by the watchdog and before every tool call; after a failed start, the next
+        attempt waits a little longer each time (up to a minute).
+        """
+        process = self.sandbox
+        if process is None or self.closing or (process.alive() and not self.restart_lock.locked()):
+            return
+        async with self.restart_lock:  # a restart under way: wait for it, so no call goes to the old port
+            if self.closing or process.alive() or anyio.current_time() < self.next_restart:
+                return
+            old_url = process.url
+            code = await anyio.to_thread.run_sync(process.stop)
+            log.warning("the sandbox process stopped (exit code %s); starting it again on the same state", code)
+            try:
+                await anyio.to_thread.run_sync(process.restart)
+            except Exception as exc:
+                self.restart_backoff = min(60.0, max(2.0, self.restart_backoff * 2))
+                self.next_restart = anyio.current_time() + self.restart_backoff
+                self.sandbox_down = (
+                    f"the local sandbox stopped (exit code {code}) and could not be started again ({exc}); the "
+                    f"server tries again in {self.restart_backoff:.0f} s, or restart the MCP server"
+                )
+                log.error("%s", self.sandbox_down)
+                return
+            self.sandbox_down, self.restart_backoff, self.next_restart = None, 0.0, 0.0
+            moved = process.url != old_url
+            if moved and self.service is not None:
+                self.service.client.rebase(process.url)
+            log.warning("the sandbox is running again at %s (state %s)", process.url, process.state_dir)
+            self.notices.append(
+                f"Note: the local sandbox process had stopped (exit code {code}) and was started again on the same "
+                "state: datasets and imports are all still there"
+                + (
+                    "; an upload that was being sent when it stopped needs upload_file again."
+                    if moved
+                    else ", and uploads under way carry on."
+                )
+            )
 
 
 def sandbox_state_dir(settings: Settings) -> Path:
@@ -120,4 +183,22 @@ async def _run_services(holder: StateHolder, stop: anyio.Event) -> None:
             log.error("%s", holder.failure)
         finally:
             holder.ready.set()
+        try:
+            await _watch_sandbox(holder, stop)
+        finally:
+            holder.closing = True
+
+
+async def _watch_sandbox(holder: StateHolder, stop: anyio.Event) -> None:
+    """Until `stop`: restart the sandbox child whenever it dies (there is none outside sandbox mode)."""
+    if holder.sandbox is None:
         await stop.wait()
+        return
+    while not stop.is_set():
+        with anyio.move_on_after(WATCHDOG_SECONDS):
+            await stop.wait()
+        if not stop.is_set():
+            try:
+                await holder.check_sandbox()
+            except Exception:  # the watchdog must outlive any one failure; the next tool call checks again
+                log.exception("checking the sandbox process failed")

@@ -31,6 +31,7 @@ from prolific_mcp.uploads.results import (
     structured,
 )
 from prolific_mcp.uploads.service import DatasetService, OperationError
+from prolific_mcp.uploads.text import visible
 
 R = TypeVar("R", bound=Result)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,13 +68,29 @@ def _links(result: Result) -> list[ResourceLink]:
     return links
 
 
-def to_call_result(result: Result) -> CallToolResult:
-    """The human text (after the SANDBOX line in sandbox mode), resource links, and the structured content."""
-    text = result.text
+def safe_text(text: str) -> str:
+    """What any text must pass before it reaches a client: nothing invisible, no secret."""
+    return redact(visible(text))
+
+
+def _safe_data(value: Any) -> Any:
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_text(k) if isinstance(k, str) else k: _safe_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_safe_data(v) for v in value]
+    return value
+
+
+def to_call_result(result: Result, notice: str | None = None) -> CallToolResult:
+    """The human text (after the SANDBOX line in sandbox mode, and any notice), resource links, and the structured
+    content; every string cleaned of invisible characters and secrets."""
+    text = result.text if notice is None else f"{notice}\n{result.text}"
     if result.mode == "sandbox":
         text = f"{SANDBOX_LINE}\n{text}"
-    content: list[Any] = [TextContent(type="text", text=redact(text)), *_links(result)]
-    return CallToolResult(content=content, structured_content=structured(result))
+    content: list[Any] = [TextContent(type="text", text=safe_text(text)), *_links(result)]
+    return CallToolResult(content=content, structured_content=_safe_data(structured(result)))
 
 
 def changed_uris(result: Result) -> list[str]:
@@ -104,16 +121,17 @@ async def run_tool(
         service = await holder.get()
         result = await call(service)
     except (OperationError, ProlificError, InvalidIdError) as exc:
-        raise ToolError(prefix + redact(str(exc))) from None
+        notice = holder.take_notices()
+        raise ToolError(prefix + (f"{notice} " if notice else "") + safe_text(str(exc))) from None
     if ctx is not None:
         for uri in changed_uris(result):
             await ctx.notify_resource_updated(uri)
-    return to_call_result(result)
+    return to_call_result(result, holder.take_notices())
 
 
 def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
     async def report(value: float, message: str) -> None:
-        await ctx.report_progress(value, 100, message)
+        await ctx.report_progress(value, 100, safe_text(message))
 
     return report
 

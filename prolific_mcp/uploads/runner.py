@@ -95,9 +95,13 @@ class UploadJob:
     suggested_schema: dict[str, object] | None = None
     """For pending_schema: fields suggested from the file."""
     put_attempts: int = 0
+    put_failed: bool = False
+    """The upload ended with an error before the file was fully received: its import never got the file."""
     done: anyio.Event = field(default_factory=anyio.Event)
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _scope: anyio.CancelScope | None = None
+    _slot: anyio.Event | None = None
+    """Set when the queue hands this job an upload slot (None: it got one when it was queued)."""
 
     # ----- observing -----
 
@@ -188,7 +192,15 @@ async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None
             with anyio.move_on_after(min(HEARTBEAT, remaining)):
                 await changed.wait()
     except anyio.get_cancelled_exc_class():
-        job.cancel()
+        if job.in_put:
+            job.cancel()
+        elif job.import_id and not job.done.is_set():
+            log.info(
+                "the call waiting for import %s of dataset %s ended early; the import goes on: follow it with "
+                "get_import_status",
+                job.import_id,
+                job.plan.dataset_id,
+            )
         raise
 
 
@@ -247,12 +259,25 @@ class UploadManager:
     # ----- starting -----
 
     def start_upload(self, plan: UploadPlan) -> UploadJob:
-        """Queue a new upload; raises UploadBusyError when the queue is full."""
-        if len(self._waiting) >= self.queue_limit:
-            raise UploadBusyError(
-                f"the server is busy: {len(self._waiting)} uploads are waiting for a slot; try again in a minute"
-            )
+        """Start a new upload, or queue it for a slot; raises UploadBusyError when the queue is full.
+
+        The slot or the place in the queue is taken here, before anything awaits, so that calls arriving together
+        never overfill the queue.
+        """
+        if self._tg is None:
+            raise RuntimeError("the upload manager is not running")
         job = UploadJob(plan)
+        if self._active < self.max_uploads and not self._waiting:
+            self._active += 1
+        elif len(self._waiting) >= self.queue_limit:
+            raise UploadBusyError(
+                f"the server is busy: {len(self._waiting)} uploads are already waiting for an upload slot (the "
+                f"queue holds {self.queue_limit}); try again in a minute"
+            )
+        else:
+            job._slot = anyio.Event()
+            self._waiting.append((job, job._slot))
+            self._renumber()
         self._by_key[plan.key] = job
         self._spawn(self._run_upload, job)
         return job
@@ -289,8 +314,21 @@ class UploadManager:
 
     async def _finish(self, job: UploadJob) -> None:
         with anyio.CancelScope(shield=True):
-            if job.cancelled and job.ledger_row is not None and job.ledger_row.state in ("url_issued", "uploading"):
-                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, job.ledger_row.id, "cancelled")
+            row = job.ledger_row
+            if row is not None and row.state in ("url_issued", "uploading"):
+                if job.cancelled:
+                    job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "cancelled")
+                    log.warning(
+                        "the upload of %s to dataset %s was cancelled before the whole file was sent; import %s "
+                        "stays 'uninitialised' (upload_file with the same file starts again)",
+                        job.plan.filename,
+                        job.plan.dataset_id,
+                        row.import_id,
+                    )
+                elif job.error is not None:
+                    # The file never fully reached the upload URL: its import stays 'uninitialised' for good.
+                    job.put_failed = True
+                    job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
             if job.plan.opened is not None:
                 job.plan.opened.close()
             job.done.set()
@@ -299,13 +337,11 @@ class UploadManager:
     # ----- the slot queue -----
 
     async def _acquire_slot(self, job: UploadJob) -> None:
-        if self._active < self.max_uploads and not self._waiting:
-            self._active += 1
+        """Wait for the slot `start_upload` queued this job for (at once if it got one then)."""
+        ready = job._slot
+        if ready is None:
             return
-        ready = anyio.Event()
         entry = (job, ready)
-        self._waiting.append(entry)
-        self._renumber()
         try:
             await ready.wait()
         except BaseException:
@@ -364,6 +400,7 @@ class UploadManager:
         )
         if target.import_id:
             self._jobs[(plan.dataset_id, target.import_id)] = job
+        log.info("uploading %s to dataset %s as import %s", plan.filename, plan.dataset_id, target.import_id)
         return target
 
     async def _put_with_fresh_url(self, job: UploadJob) -> None:

@@ -694,6 +694,11 @@ class DatasetService:
         plan = job.plan
         value, message = job.progress()
         if job.error is not None:
+            if job.put_failed and job.import_id:
+                raise OperationError(
+                    f"{job.error} (import {job.import_id} never received the whole file: it stays 'uninitialised', "
+                    "which is harmless)"
+                )
             raise job.error
         if job.cancelled:
             raise OperationError(

@@ -22,7 +22,7 @@ import orjson
 from prolific_mcp.records import FileFormat, iter_records, missing_key_from_reason
 from prolific_mcp.records.rules import RAW_FIELD
 from prolific_mcp.uploads.files import READ_CHUNK
-from prolific_mcp.uploads.text import clean, fence, number_ranges, plural
+from prolific_mcp.uploads.text import clean, fence, number_ranges, plural, visible, visible_json
 
 MAX_TEXT: Final = 2000
 MAX_GROUPS: Final = 50
@@ -294,7 +294,7 @@ def build_summary(s: SummaryInput) -> str:
             head.append(f"Likely fix: {suggest_fix(None, s.reason or '')}; then upload the corrected file.")
     elif s.status == "pending_schema":
         head.append(f"Parked: {name} {ids} is waiting in pending_schema because the dataset has no schema yet.")
-        fields = orjson.dumps(s.suggested_schema).decode() if s.suggested_schema is not None else "..."
+        fields = visible_json(orjson.dumps(s.suggested_schema).decode()) if s.suggested_schema is not None else "..."
         call = f'set_schema(dataset_id="{s.dataset_id}", fields={fields}, strict=false)'
         if len(call) > 900:
             call = f'set_schema(dataset_id="{s.dataset_id}", fields=<suggest_schema\'s fields>, strict=false)'
@@ -352,7 +352,8 @@ def _bounded(head: list[str], causes: list[str], excerpts: list[str], tail: list
             parts.append("Excerpts from your file:\n" + fence(shown_excerpts))
         if tail:
             parts.append("\n".join(tail))
-        text = "\n\n".join(parts)
+        # Nothing invisible (control, format, bidi characters) reaches the agent, whatever the file or API held.
+        text = visible("\n\n".join(parts))
         if len(text) <= MAX_TEXT:
             return text
         if shown_excerpts:

@@ -28,6 +28,46 @@ def clean(text: str, limit: int = 80) -> str:
     return folded
 
 
+_INVISIBLE: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_SPACE_LIKE: Final = "\t\r\v\f\x85\u2028\u2029"
+
+
+def visible(text: str) -> str:
+    """Text as it may reach an agent: control, format (invisible, bidi) and surrogate characters removed, except
+    the newlines we write ourselves; tabs, carriage returns and other line breaks become spaces."""
+    if text.isascii() and text.isprintable():
+        return text
+    out: list[str] = []
+    for ch in text:
+        if ch == "\n":
+            out.append(ch)
+        elif unicodedata.category(ch) in _INVISIBLE:
+            if ch in _SPACE_LIKE:
+                out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def visible_json(text: str) -> str:
+    """JSON text with its invisible characters written as `\\uXXXX` escapes: the same JSON value, nothing hidden.
+
+    Such characters can only occur inside JSON strings, where the escape stands for the character itself.
+    """
+    out: list[str] = []
+    for ch in text:
+        if unicodedata.category(ch) in _INVISIBLE and ch != "\n":
+            code = ord(ch)
+            if code > 0xFFFF:
+                code -= 0x10000
+                out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def fence(lines: Iterable[str]) -> str:
     """Wrap already-cleaned lines of file content in markers that say it is data, not instructions."""
     body = "\n".join(lines)
