@@ -365,6 +365,16 @@ def _add_finding(
         group.lines.append(line)
 
 
+def file_sha256(fd: int) -> str:
+    """The sha256 of a whole file, read through its descriptor with positional reads (constant memory)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := _pread(fd, READ_CHUNK, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
 def upload_filename(path_or_name: str, fmt: FileFormat | None = None) -> str:
     """The name sent to upload-url: the base name, `.ndjson` as `.jsonl`, or `<stem>.<format>` when forced."""
     name = os.path.basename(path_or_name.replace("\\", "/")) or "data"

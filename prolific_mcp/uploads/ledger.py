@@ -7,6 +7,8 @@ every write in its own short transaction; no process assumes it is alone. Presig
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -23,6 +25,8 @@ TERMINAL_STATES: Final = frozenset({"complete", "partial", "failed", "pending_sc
 DatasetSource = Literal["created", "touched", "batch"]
 
 SCHEMA_VERSION: Final = 1
+OWNER: Final = f"{socket.gethostname()}:{os.getpid()}"
+"""This process, as the ledger records who started an upload."""
 _DDL: Final = """
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
@@ -39,6 +43,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     state TEXT NOT NULL,
     outcome TEXT,
     rejected_file TEXT,
+    owner TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -85,10 +90,31 @@ class UploadRow:
     rejected_file: str | None
     created_at: float
     updated_at: float
+    owner: str | None = None
+    """`host:pid` of the process that asked for the upload URL."""
 
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    def owner_alive(self) -> bool | None:
+        """Whether the process that started this upload still runs: None when it cannot be told (another host,
+        or no owner recorded)."""
+        if not self.owner or ":" not in self.owner:
+            return None
+        host, _, pid_text = self.owner.rpartition(":")
+        if host != socket.gethostname() or not pid_text.isdigit():
+            return None
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return False  # this process: a live upload would be in its upload manager, not only in the ledger
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +144,9 @@ class Ledger:
         with self._transaction() as db:
             for statement in filter(str.strip, _DDL.split(";")):
                 db.execute(statement)
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(uploads)")}
+            if "owner" not in columns:  # a ledger written before the owner was recorded
+                db.execute("ALTER TABLE uploads ADD COLUMN owner TEXT")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -177,7 +206,7 @@ class Ledger:
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO uploads (origin, account_id, dataset_id, sha256, size, filename, local_path, format, "
-                "record_count, import_id, state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "record_count, import_id, state, owner, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     key.origin,
                     key.account_id,
@@ -190,6 +219,7 @@ class Ledger:
                     record_count,
                     import_id,
                     "url_issued",
+                    OWNER,
                     now,
                     now,
                 ),
@@ -280,4 +310,5 @@ def _upload(row: sqlite3.Row) -> UploadRow:
         rejected_file=row["rejected_file"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        owner=row["owner"],
     )

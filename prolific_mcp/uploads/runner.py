@@ -30,6 +30,7 @@ from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.schemas import suggest_schema
 from prolific_mcp.uploads.summary import (
     ErrorItem,
+    PickedRecord,
     RejectionGroup,
     attach_excerpts,
     group_errors,
@@ -489,59 +490,61 @@ class UploadManager:
             lambda: self.ledger.set_state(row.id, state, outcome)  # type: ignore[arg-type]
         )
         if job.latest is not None:
-            await self.explain(job)
-            if job.plan.write_rejected and job.latest.errors:
-                await self.write_rejected(job)
+            await self.explain(job, write_file=job.plan.write_rejected)
 
-    async def explain(self, job: UploadJob) -> None:
-        """Group the outcome's errors, with line numbers and excerpts while the file is open and unchanged."""
-        latest = job.latest
+    async def explain(self, job: UploadJob, *, write_file: bool = False) -> None:
+        """Group the outcome's errors; while the file is open and unchanged, one streaming pass over it adds line
+        numbers and excerpts and (with `write_file`) writes the rejected-records file, once per import."""
+        latest, plan, row = job.latest, job.plan, job.ledger_row
         if latest is None:
             return
         groups = group_errors(error_items(latest), latest.rejected_count or 0)
-        opened = job.plan.opened
+        opened = plan.opened
         indexes = {e.record_index for e in latest.errors if e.record_index is not None}
         if opened is not None and indexes and opened.unchanged():
-            fmt = job.plan.fmt
-            picked = await anyio.to_thread.run_sync(lambda: list(pick_records(opened.fd, fmt, indexes)))
+            wanted = {i for group in groups for i in group.record_indexes}
+            original = plan.local_path
+            writing = write_file and original is not None and row is not None and row.rejected_file is None
+            fmt = plan.fmt
+
+            def one_pass() -> tuple[list[PickedRecord], tuple[str, int] | None]:
+                picked: list[PickedRecord] = []
+
+                def keep(record: PickedRecord) -> None:
+                    if record.index in wanted:
+                        picked.append(record)
+
+                if not writing or original is None or row is None:
+                    for record in pick_records(opened.fd, fmt, indexes):
+                        keep(record)
+                    return picked, None
+                path, written = write_rejected_file(original, opened.fd, fmt, indexes, on_record=keep)
+                if not self.ledger.record_rejected_file(row.id, str(path)):
+                    path.unlink(missing_ok=True)  # another process wrote it first
+                    return picked, None
+                return picked, (str(path), written)
+
+            try:
+                picked, wrote = await anyio.to_thread.run_sync(one_pass)
+            except OSError as exc:
+                log.warning("could not write the rejected-records file: %s", exc.strerror)
+                picked, wrote = (
+                    await anyio.to_thread.run_sync(
+                        lambda: [r for r in pick_records(opened.fd, fmt, indexes) if r.index in wanted]
+                    ),
+                    None,
+                )
             attach_excerpts(groups, picked)
+            if wrote is not None:
+                job.rejected_file, job.rejected_written = wrote
         job.groups = groups
         if latest.status == "pending_schema" and opened is not None and opened.unchanged():
-            fmt = job.plan.fmt
+            fmt = plan.fmt
             try:
                 suggestion = await anyio.to_thread.run_sync(lambda: suggest_schema(opened.fd, fmt))
                 job.suggested_schema = dict(suggestion.fields)
             except ValueError:
                 job.suggested_schema = None
-
-    async def write_rejected(self, job: UploadJob) -> None:
-        """Write the itemised rejected records beside the original, once per import (claimed in the ledger)."""
-        plan, latest, row = job.plan, job.latest, job.ledger_row
-        if plan.opened is None or plan.local_path is None or latest is None or row is None:
-            return
-        if not plan.opened.unchanged():
-            return
-        indexes = {e.record_index for e in latest.errors if e.record_index is not None}
-        if not indexes:
-            return
-        opened = plan.opened
-
-        def write() -> tuple[str, int] | None:
-            if row.rejected_file is not None:
-                return None
-            path, written = write_rejected_file(plan.local_path, opened.fd, plan.fmt, indexes)  # type: ignore[arg-type]
-            if not self.ledger.record_rejected_file(row.id, str(path)):
-                path.unlink(missing_ok=True)
-                return None
-            return str(path), written
-
-        try:
-            result = await anyio.to_thread.run_sync(write)
-        except OSError as exc:
-            log.warning("could not write the rejected-records file: %s", exc.strerror)
-            return
-        if result is not None:
-            job.rejected_file, job.rejected_written = result
 
 
 def error_items(job: ImportJob) -> list[ErrorItem]:

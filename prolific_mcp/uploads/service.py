@@ -35,6 +35,7 @@ from prolific_mcp.uploads.files import (
     FileAccessError,
     OpenedFile,
     ScanReport,
+    file_sha256,
     open_regular_file,
     resolve_path,
     scan_file,
@@ -654,7 +655,9 @@ class DatasetService:
                 else:
                     return None, row, []
             if row.state in ("url_issued", "uploading"):
-                if time.time() - row.updated_at < LIVE_ELSEWHERE_SECONDS:
+                alive = row.owner_alive()
+                recent = time.time() - row.updated_at < LIVE_ELSEWHERE_SECONDS
+                if alive or (alive is None and recent):
                     raise OperationError(
                         f"another server process is uploading this file to dataset {plan.dataset_id} right now "
                         f"(import {row.import_id}): follow it with get_import_status(dataset_id="
@@ -674,7 +677,7 @@ class DatasetService:
         fake = UploadJob(plan, phase="done", import_id=row.import_id, ledger_row=row, latest=job)
         fake.rejected_file = row.rejected_file
         if row.state == "partial" and row.rejected_file is None and job.errors:
-            await self.manager.write_rejected(fake)
+            await self.manager.explain(fake, write_file=True)
         result = await self._job_result(fake, True, preflight, from_ledger=True)
         if row.state == "pending_schema":
             prefix = (
@@ -815,7 +818,6 @@ class DatasetService:
             finished = await follow(job, wait, progress)
             return await self._job_result(job, finished, None)
         row = await anyio.to_thread.run_sync(self.ledger.upload_by_import, self.options.origin, dataset_id, import_id)
-        opened = self._reopen_for_excerpts(row)
         plan = UploadPlan(
             key=row.key if row is not None else UploadKey(self.options.origin, "", dataset_id, "", 0),
             dataset_id=dataset_id,
@@ -823,7 +825,7 @@ class DatasetService:
             fmt=(row.format if row is not None else "jsonl"),  # type: ignore[arg-type]
             size=row.key.size if row is not None else 0,
             record_count=row.record_count if row is not None else None,
-            opened=opened,
+            opened=None,
             local_path=None,
             write_rejected=False,
         )
@@ -840,6 +842,8 @@ class DatasetService:
                     await progress(value, message)
                     last = value
                 if watcher.latest.is_terminal:
+                    if watcher.latest.errors or watcher.latest.status == "pending_schema":
+                        plan.opened = await anyio.to_thread.run_sync(self._reopen_for_excerpts, row)
                     if row is not None and not row.is_terminal:
                         outcome = watcher.latest.model_dump(mode="json", by_alias=True)
                         status: Any = watcher.latest.status
@@ -852,8 +856,8 @@ class DatasetService:
                     return await self._job_result(watcher, False, None)
                 await self._sleep(delay)
         finally:
-            if opened is not None:
-                opened.close()
+            if plan.opened is not None:
+                plan.opened.close()
 
     def _reopen_for_excerpts(self, row: UploadRow | None) -> OpenedFile | None:
         """The ledger's local file, if it is still allowed and still the same content (size and sha256)."""
@@ -866,8 +870,7 @@ class DatasetService:
         if opened.size != row.key.size:
             opened.close()
             return None
-        report = scan_file(opened.fd, row.format, None)  # type: ignore[arg-type]
-        if report.sha256 != row.key.sha256:
+        if file_sha256(opened.fd) != row.key.sha256:
             opened.close()
             return None
         return opened

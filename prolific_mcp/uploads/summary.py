@@ -12,7 +12,7 @@ import csv
 import dataclasses
 import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -204,7 +204,13 @@ def rejected_path(original: Path) -> Path:
     return candidate
 
 
-def write_rejected_file(original: Path, fd: int, fmt: FileFormat, indexes: set[int]) -> tuple[Path, int]:
+def write_rejected_file(
+    original: Path,
+    fd: int,
+    fmt: FileFormat,
+    indexes: set[int],
+    on_record: Callable[[PickedRecord], None] | None = None,
+) -> tuple[Path, int]:
     """Write the itemised rejected records beside the original; returns the path and how many were written.
 
     The file is created exclusively (never overwriting) and is a valid JSONL or CSV file (CSV keeps the header).
@@ -225,6 +231,8 @@ def write_rejected_file(original: Path, fd: int, fmt: FileFormat, indexes: set[i
         for picked in pick_records(fd, fmt, indexes):
             sink.write(picked.raw + b"\n")
             written += 1
+            if on_record is not None:
+                on_record(picked)
     return target, written
 
 

@@ -109,4 +109,41 @@ def test_two_processes_share_one_ledger(tmp_path: Path) -> None:
         )
         mine.set_state(row.id, "uploaded")
     assert child.wait(timeout=60) == 0
-    assert len(mine.uploads_in_state("o", "uploaded")) == 400
+    rows = mine.uploads_in_state("o", "uploaded")
+    assert len(rows) == 400
+    theirs = [r for r in rows if r.import_id and r.import_id.startswith("child-")]
+    ours = [r for r in rows if r.import_id and r.import_id.startswith("parent-")]
+    assert {r.owner_alive() for r in theirs} == {False}, "the child has exited"
+    assert {r.owner_alive() for r in ours} == {False}, "this process keeps live uploads in memory, not the ledger"
+
+
+def test_an_upload_started_by_a_live_process_is_known_alive(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from prolific_mcp.uploads.ledger import Ledger, UploadKey
+        ledger = Ledger(Path({str(path)!r}))
+        ledger.record_url_issued(UploadKey("o", "u", "d", "s", 1), import_id="live", filename="f", local_path=None,
+                                 fmt="jsonl", record_count=1)
+        print("ready", flush=True)
+        sys.stdin.read()
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=Path(__file__).parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        row = Ledger(path).upload_by_import("o", "d", "live")
+        assert row is not None
+        assert row.owner_alive() is True
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+    row = Ledger(path).upload_by_import("o", "d", "live")
+    assert row is not None
+    assert row.owner_alive() is False
