@@ -161,7 +161,10 @@ async def _run_services(holder: StateHolder, stop: anyio.Event) -> None:
                     )
                 origin = origin_of(api_url)
                 ledger_dir = settings.state_dir_for(origin)
-            client = ProlificClient(api_url, token, sandbox=is_loopback_url(api_url))
+            # Building the client loads TLS certificates (tens of ms): off the event loop, so start-up stays quick.
+            client = await anyio.to_thread.run_sync(
+                partial(ProlificClient, api_url, token, sandbox=is_loopback_url(api_url))
+            )
             stack.push_async_callback(client.aclose)
             ledger = Ledger(ledger_dir / "ledger.sqlite3")
             stack.callback(ledger.close)
