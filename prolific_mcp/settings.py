@@ -268,16 +268,6 @@ class Settings(BaseSettings):
             return "prolific"
         return "prolific" if self.api_token else "sandbox"
 
-    @property
-    def effective_wait_seconds(self) -> float:
-        return min(self.wait_seconds, self.max_wait_seconds)
-
-    def clamp_wait(self, requested: float | None) -> float:
-        """A tool's `wait_seconds`: the default when None, never below 0 or above the maximum."""
-        if requested is None:
-            return self.effective_wait_seconds
-        return max(0.0, min(float(requested), self.max_wait_seconds))
-
     def effective_allowed_dirs(self, cwd: Path | None = None) -> list[Path]:
         """The resolved directories files may be read from; the working directory by default when it is safe."""
         if self.allowed_dirs is not None:

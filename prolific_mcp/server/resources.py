@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
@@ -116,7 +117,8 @@ def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
             return None
         service = holder.service
         try:
-            known = service.ledger.known_datasets(service.options.origin, await service.account_id())
+            account = await service.account_id()
+            known = await anyio.to_thread.run_sync(service.ledger.known_datasets, service.options.origin, account)
         except ProlificError:
             return None
         values = [d.dataset_id for d in known if d.dataset_id.startswith(argument.value)]

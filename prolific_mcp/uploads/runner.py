@@ -37,7 +37,6 @@ from prolific_mcp.uploads.summary import (
     pick_records,
     write_rejected_file,
 )
-from prolific_mcp.uploads.text import plural
 
 log = logging.getLogger("prolific_mcp.uploads")
 
@@ -550,11 +549,3 @@ class UploadManager:
 def error_items(job: ImportJob) -> list[ErrorItem]:
     """An import's itemised errors as summary items."""
     return [ErrorItem(e.record_index, e.field, e.reason) for e in job.errors]
-
-
-def describe_counts(job: ImportJob) -> str:
-    """'36 accepted, 4 rejected' for an import in a terminal or partial state."""
-    parts = [f"{plural(job.accepted_count or 0, 'record')} accepted"]
-    if job.rejected_count:
-        parts.append(f"{job.rejected_count:,} rejected")
-    return ", ".join(parts)

@@ -245,6 +245,7 @@ class DatasetService:
         account = await self.account_id()
         workspaces = [workspace_id] if workspace_id else [w.id for w in await self.client.list_workspaces()]
         counts: dict[str, int | None] = {}
+        found: list[tuple[str, str | None, str]] = []
         for wid in workspaces:
             try:
                 batches = await self.client.list_batches(wid)
@@ -254,15 +255,19 @@ class DatasetService:
             for batch in batches:
                 for ds in batch.datasets:
                     counts[ds.id] = ds.total_datapoint_count
-                    self.ledger.remember_dataset(
-                        self.options.origin, account, ds.id, source="batch", name=ds.name, workspace_id=wid
-                    )
+                    found.append((ds.id, ds.name, wid))
                 for dsid in batch.dataset_ids:
                     if dsid not in counts:
                         counts[dsid] = None
-                        self.ledger.remember_dataset(
-                            self.options.origin, account, dsid, source="batch", workspace_id=wid
-                        )
+                        found.append((dsid, None, wid))
+
+        def remember_found() -> None:
+            for dsid, name, wid in found:
+                self.ledger.remember_dataset(
+                    self.options.origin, account, dsid, source="batch", name=name, workspace_id=wid
+                )
+
+        await anyio.to_thread.run_sync(remember_found)
         known = await anyio.to_thread.run_sync(
             lambda: self.ledger.known_datasets(self.options.origin, account, workspace_id)
         )

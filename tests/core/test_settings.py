@@ -86,11 +86,9 @@ def test_loopback_http_urls_are_allowed() -> None:
     assert not is_loopback_url("http://10.0.0.1")
 
 
-def test_numbers_are_validated_and_wait_is_clamped() -> None:
+def test_numbers_are_validated_and_the_default_wait_never_exceeds_the_maximum() -> None:
     s = load_settings({"PROLIFIC_MCP_WAIT_SECONDS": "5", "PROLIFIC_MCP_MAX_WAIT_SECONDS": "30"})
-    assert s.clamp_wait(None) == 5
-    assert s.clamp_wait(100) == 30
-    assert s.clamp_wait(-3) == 0
+    assert (s.wait_seconds, s.max_wait_seconds) == (5, 30)
     with pytest.raises(ConfigurationError, match="PROLIFIC_MCP_MAX_UPLOADS"):
         load_settings({"PROLIFIC_MCP_MAX_UPLOADS": "0"})
     assert load_settings({"PROLIFIC_MCP_MAX_WAIT_SECONDS": "10"}).wait_seconds == 10

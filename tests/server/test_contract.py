@@ -85,18 +85,16 @@ async def test_tools_match_the_design_table(server: MCPServer) -> None:
             assert not (_keys(tool.input_schema) & FORBIDDEN), (name, _keys(tool.input_schema) & FORBIDDEN)
             assert tool.output_schema is not None, name
             assert "Next" in tool.description or "next" in tool.description or name.startswith("list_"), name
-        instructions = client.server_info
-        assert instructions is not None
 
 
 async def test_instructions_say_the_mode_and_stay_short(server: MCPServer, settings: Settings) -> None:
+    text = server.instructions or ""
+    assert text.startswith("SANDBOX: nothing here reaches Prolific.")
+    assert "suggest_schema" in text
+    assert len(text) <= 2000
     async with Client(server, mode="legacy") as client:
-        info = client.initialize_result if hasattr(client, "initialize_result") else None
-        text = server.instructions or ""
-        assert text.startswith("SANDBOX: nothing here reaches Prolific.")
-        assert "suggest_schema" in text
-        assert len(text) <= 2000
-        del info
+        assert client.server_info is not None
+        assert client.server_info.name == "prolific-datasets"
 
 
 async def test_read_only_registers_no_write_tool(tmp_path: Path, data_dir: Path, sandbox: Any) -> None:

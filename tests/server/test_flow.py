@@ -11,6 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ResourceTemplateReference
 
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
@@ -319,8 +320,7 @@ async def test_orphan_from_a_crash_is_uploaded_again_and_reported(
         await ok(client, "list_workspaces", {})
         ledger = Ledger(settings.state_dir / "sandbox" / "ledger.sqlite3")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        me = (await ok(client, "list_datasets", {})).structured_content
-        del me
+        await ok(client, "list_datasets", {})
         account = ledger._query("SELECT account_id FROM datasets LIMIT 1")[0]["account_id"]
         key = UploadKey("sandbox", account, dataset_id, digest, path.stat().st_size)
         stale = ledger.record_url_issued(
@@ -356,15 +356,11 @@ async def test_validate_and_suggest_and_list_tools(server: MCPServer, data_dir: 
         missing = await call(client, "get_dataset", {"dataset_id": "0192a3b5-e8f9-7a0b-1c2d-000000000000"})
         assert missing.is_error
         assert "list_datasets" in text_of(missing)
-        workspace = (workspaces.structured_content or {})["workspaces"][0]["id"]
         completion = await client.complete(
-            __import__("mcp.types", fromlist=["ResourceTemplateReference"]).ResourceTemplateReference(
-                type="ref/resource", uri="prolific://datasets/{dataset_id}"
-            ),
+            ResourceTemplateReference(type="ref/resource", uri="prolific://datasets/{dataset_id}"),
             {"name": "dataset_id", "value": dataset_id[:4]},
         )
         assert dataset_id in completion.completion.values
-        del workspace
 
 
 async def test_prompt_walks_through_the_flow(server: MCPServer) -> None:
