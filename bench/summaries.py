@@ -26,7 +26,7 @@ from prolific_mcp.records import Schema
 from prolific_mcp.records.rules import RecordValidator
 from prolific_mcp.uploads.files import open_regular_file
 from prolific_mcp.uploads.ledger import Ledger, UploadKey
-from prolific_mcp.uploads.runner import UploadJob, UploadManager, UploadPlan
+from prolific_mcp.uploads.jobs import UploadJob, UploadManager, UploadPlan
 from prolific_mcp.uploads.summary import MAX_TEXT, SummaryInput, build_summary
 
 RECORDS = 500_000

@@ -15,7 +15,7 @@ from prolific_mcp.api.errors import NotFoundError, ProlificError
 from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.redaction import redact
 from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
-from prolific_mcp.uploads.results import structured
+from prolific_mcp.operations.results import structured
 from prolific_mcp.uploads.service import DatasetService, OperationError
 
 

@@ -15,8 +15,8 @@ import anyio
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.settings import Settings, is_loopback_url, origin_of
 from prolific_mcp.uploads.ledger import Ledger
-from prolific_mcp.uploads.results import Mode
-from prolific_mcp.uploads.runner import UploadManager
+from prolific_mcp.operations.results import Mode
+from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.service import DatasetService, OperationError, ServiceOptions
 
 log = logging.getLogger("prolific_mcp.server")

@@ -18,7 +18,7 @@ from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.redaction import redact
 from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
-from prolific_mcp.uploads.results import (
+from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
     DatasetsResult,

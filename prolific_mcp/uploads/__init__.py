@@ -1,1 +1,1 @@
-"""The upload job: local files, pre-flight, the ledger, the upload task, polling and summaries (no transports)."""
+"""The upload job itself, free of MCP: local files, the ledger, the job queue and watch, polling, rejections."""

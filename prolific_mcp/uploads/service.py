@@ -43,7 +43,7 @@ from prolific_mcp.uploads.files import (
 )
 from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner
-from prolific_mcp.uploads.results import (
+from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
     DatasetsResult,
@@ -62,8 +62,8 @@ from prolific_mcp.uploads.results import (
     WorkspaceInfo,
     WorkspacesResult,
 )
-from prolific_mcp.uploads.runner import UploadBusyError, UploadJob, UploadManager, UploadPlan, error_items, follow
-from prolific_mcp.uploads.schemas import schema_diff, suggest_schema
+from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadManager, UploadPlan, error_items, follow
+from prolific_mcp.records.suggest import schema_diff, suggest_schema
 from prolific_mcp.uploads.summary import (
     RejectionGroup,
     SummaryInput,

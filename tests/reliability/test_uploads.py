@@ -26,7 +26,7 @@ from prolific_mcp.server.app import build_server
 from prolific_mcp.server.http import HttpOptions
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads.ledger import Ledger
-from prolific_mcp.uploads.runner import UploadManager
+from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.service import DatasetService, ServiceOptions
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 from tests.server.test_transports import _serve

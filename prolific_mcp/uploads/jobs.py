@@ -27,7 +27,7 @@ from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
 from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner
-from prolific_mcp.uploads.schemas import suggest_schema
+from prolific_mcp.records.suggest import suggest_schema
 from prolific_mcp.uploads.summary import (
     ErrorItem,
     PickedRecord,
