@@ -10,7 +10,6 @@ import os
 import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,6 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from prolific_mcp.net import base_url_problem, is_loopback_url
+from prolific_mcp.net import is_loopback_host as is_loopback_host  # re-exported for older imports
+from prolific_mcp.net import origin_of as origin_of  # re-exported for older imports
 from prolific_mcp.redaction import register_secret
 
 DEFAULT_API_URL = "https://api.prolific.com"
@@ -65,26 +67,6 @@ _FROM_MAPPING: ContextVar[bool] = ContextVar("_FROM_MAPPING", default=False)
 
 class ConfigurationError(Exception):
     """The configuration cannot work; the message names the setting and what to do."""
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost and loopback IP literals (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_loopback_url(url: str) -> bool:
-    try:
-        return is_loopback_host(urlsplit(url).hostname)
-    except ValueError:
-        return False
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -136,19 +118,6 @@ def unsafe_default_dir_reason(cwd: Path, env: Mapping[str, str] | None = None) -
         if resolved == cache or resolved.is_relative_to(cache):
             return f"it is a cache directory ({cache})"
     return None
-
-
-def origin_of(url: str) -> str:
-    """scheme://host[:port] of a URL, lower-cased, default ports dropped."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    if port is None or (scheme, port) in (("https", 443), ("http", 80)):
-        return f"{scheme}://{host}"
-    return f"{scheme}://{host}:{port}"
 
 
 def origin_slug(origin: str) -> str:
@@ -231,15 +200,11 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute https URL such as https://api.prolific.com")
-        if parts.username or parts.password:
-            raise ValueError("must not contain a user name or password")
-        if parts.query or parts.fragment or parts.path not in ("", "/"):
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        if urlsplit(value).path not in ("", "/"):
             raise ValueError("must be an origin only (scheme and host), such as https://api.prolific.com")
-        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https (plain http is allowed only for a loopback address such as 127.0.0.1)")
         return value
 
     @field_validator("workspace_id")

@@ -13,8 +13,7 @@ import math
 import random as _random
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -35,7 +34,6 @@ from prolific_mcp.api.errors import (
     ProlificError,
     Resource,
     UnexpectedResponseError,
-    UploadUrlExpiredError,
     error_for_status,
 )
 from prolific_mcp.api.models import (
@@ -67,18 +65,19 @@ from prolific_mcp.api.retry import (
     parse_retry_after,
 )
 from prolific_mcp.api.s3 import (
+    CLEANUP_SECONDS,
     DEFAULT_CHUNK_SIZE,
     ERROR_BODY_LIMIT,
     FileSource,
     ProgressCallback,
-    is_loopback_host,
     put_presigned,
     read_bounded,
 )
 from prolific_mcp.ids import check_id, path_segment
+from prolific_mcp.net import base_url_problem, is_loopback_host
 from prolific_mcp.redaction import install_log_redaction, redact_url, register_secret
 
-__all__ = ["DEFAULT_TIMEOUT", "ProlificClient", "UploadOutcome", "safe_filename"]
+__all__ = ["DEFAULT_TIMEOUT", "ProlificClient", "safe_filename"]
 
 DEFAULT_TIMEOUT: Final = httpx2.Timeout(connect=10.0, read=30.0, write=60.0, pool=10.0)
 DATASETS: Final = "/api/v1/data-collection/datasets"
@@ -87,14 +86,11 @@ WORKSPACES: Final = "/api/v1/workspaces/"
 USERS_ME: Final = "/api/v1/users/me/"
 PAGE_SIZE: Final = 100
 MAX_PAGES: Final = 50
-MAX_APPEND_RECORDS: Final = 1000
 SUCCESS_BODY_LIMIT: Final = 64 * 1024 * 1024
 ORPHAN_CLOCK_SKEW: Final = timedelta(minutes=10)
 """How far Prolific's clock may be behind ours when looking for imports created by an ambiguous upload-url."""
-CLEANUP_SECONDS: Final = 5.0
 _APPEND_CONFLICT: Final = (
-    "an import or a schema migration is running on the dataset: wait for it to finish (get_import_status), "
-    "then append again"
+    "an import or a schema migration is running on the dataset: wait for it to finish, then append again"
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -128,33 +124,13 @@ def _origin(url: httpx2.URL) -> tuple[str, str, int]:
 
 
 def _check_base_url(base_url: str, *, sandbox: bool) -> httpx2.URL:
+    problem = base_url_problem(base_url, sandbox=sandbox)
+    if problem is not None:
+        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} {problem}")
     try:
-        url = httpx2.URL(base_url)
+        return httpx2.URL(base_url)
     except httpx2.InvalidURL:
         raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} is not a valid URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(
-            f"PROLIFIC_URL {redact_url(base_url)!r} must be an http(s) URL such as https://api.prolific.com"
-        )
-    if url.userinfo:
-        raise ValueError("PROLIFIC_URL must not carry a user name or password")
-    if url.query or url.fragment:
-        raise ValueError("PROLIFIC_URL must not carry a query or fragment: use e.g. https://api.prolific.com")
-    loopback = is_loopback_host(url.host)
-    if sandbox and not loopback:
-        raise ValueError(f"sandbox mode needs a loopback API URL, not {redact_url(base_url)!r}")
-    if url.scheme == "http" and not loopback:
-        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} must use https (plain http only for loopback)")
-    return url
-
-
-@dataclass(frozen=True, slots=True)
-class UploadOutcome:
-    """What `upload_with_fresh_url` did: the target used, the PUT's result, and imports left behind."""
-
-    target: UploadTarget
-    put: PutResult
-    expired_import_ids: tuple[str, ...]
 
 
 class ProlificClient:
@@ -563,29 +539,10 @@ class ProlificClient:
         data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
         return self._parse(MigrationJob, data, resource)
 
-    async def append_datapoints(
-        self, dataset_id: str, records: Sequence[Mapping[str, Any]] | bytes, *, deadline: float | None = None
-    ) -> AppendResult:
-        """POST records as JSONL (≤ 1,000). Retried like a read (appends are idempotent); `retried` says so."""
+    async def append_datapoints(self, dataset_id: str, body: bytes, *, deadline: float | None = None) -> AppendResult:
+        """POST records already written as JSONL (the caller checks the limits). Retried like a read (appends are
+        idempotent); `retried` says so."""
         check_id(dataset_id, "dataset_id")
-        if isinstance(records, bytes):
-            body = records
-        else:
-            if len(records) > MAX_APPEND_RECORDS:
-                raise BadRequestError(
-                    f"at most {MAX_APPEND_RECORDS:,} records per append ({len(records):,} given): split them",
-                    status=None,
-                )
-            lines = []
-            for number, record in enumerate(records, start=1):
-                try:
-                    lines.append(orjson.dumps(dict(record)))
-                except (TypeError, ValueError, orjson.JSONEncodeError):
-                    raise BadRequestError(
-                        f"record {number} cannot be written as JSON: use strings, numbers, booleans and null",
-                        status=None,
-                    ) from None
-            body = b"\n".join(lines) + (b"\n" if lines else b"")
         resource = Resource("dataset", dataset_id)
         data, attempts = await self._call(
             CallKind.APPEND,
@@ -638,41 +595,3 @@ class ProlificClient:
             deadline=math.inf if deadline is None else deadline,
             sandbox=self._sandbox,
         )
-
-    async def upload_with_fresh_url(
-        self,
-        dataset_id: str,
-        filename: str,
-        source: FileSource,
-        *,
-        size: int,
-        expect_import_id: bool = True,
-        on_target: Callable[[UploadTarget], Awaitable[None]] | None = None,
-        on_progress: ProgressCallback | None = None,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-    ) -> UploadOutcome:
-        """Get an upload URL and PUT the file; if the URL has expired, get one new URL and PUT again, once.
-
-        `on_target` runs before each PUT (to record the import id first). The expired URL's import stays
-        `uninitialised` and is returned in `expired_import_ids`.
-        """
-
-        async def once() -> tuple[UploadTarget, PutResult]:
-            target = await self.get_upload_url(dataset_id, filename, expect_import_id=expect_import_id)
-            if on_target is not None:
-                await on_target(target)
-            try:
-                return target, await self.put_file(
-                    target, source, size=size, on_progress=on_progress, chunk_size=chunk_size
-                )
-            except UploadUrlExpiredError as exc:
-                exc.expired_import_id = target.import_id
-                raise
-
-        try:
-            target, put = await once()
-            return UploadOutcome(target=target, put=put, expired_import_ids=())
-        except UploadUrlExpiredError as exc:
-            expired = (exc.expired_import_id,) if exc.expired_import_id else ()
-        target, put = await once()
-        return UploadOutcome(target=target, put=put, expired_import_ids=expired)

@@ -44,6 +44,7 @@ from prolific_mcp.api.retry import (
     condition_for_exception,
     parse_retry_after,
 )
+from prolific_mcp.net import is_loopback_host
 from prolific_mcp.redaction import SENSITIVE_QUERY_PARAMS, redact, redact_url
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "S3ErrorInfo",
     "check_fixed_length",
     "check_upload_url",
-    "is_loopback_host",
     "parse_s3_error",
     "put_presigned",
     "read_bounded",
@@ -71,17 +71,6 @@ ProgressCallback = Callable[[int, int], Awaitable[None] | None]
 
 FileSource = str | os.PathLike[str] | int | BinaryIO
 """A path, an open file descriptor, or an open binary file object."""
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for `localhost` and loopback IP literals (127.0.0.0/8, ::1)."""
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_internal_ip(host: str) -> bool:

@@ -21,7 +21,8 @@ import orjson
 import pytest
 
 from prolific_mcp import USER_AGENT
-from prolific_mcp.api import (
+from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api.errors import (
     AmbiguousCreateError,
     AmbiguousSchemaUpdateError,
     AmbiguousUploadUrlError,
@@ -29,14 +30,11 @@ from prolific_mcp.api import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
-    DatasetSchema,
     FileChangedError,
     NotFoundError,
     PermissionDeniedError,
-    ProlificClient,
     RateLimitedError,
     RedirectRefusedError,
-    SchemaField,
     ServerError,
     UnexpectedResponseError,
     UnsafeUploadUrlError,
@@ -44,10 +42,10 @@ from prolific_mcp.api import (
     UploadFailedError,
     UploadRejectedError,
     UploadSignatureMismatchError,
-    UploadTarget,
     UploadTooLargeError,
     UploadUrlExpiredError,
 )
+from prolific_mcp.api.models import DatasetSchema, SchemaField, UploadTarget
 
 from .conftest import (
     SENTINEL,
@@ -299,7 +297,7 @@ async def test_malformed_and_incomplete_answers(clock: FakeClock) -> None:
             with pytest.raises(UnexpectedResponseError, match="has no upload_url"):
                 await client.get_upload_url(DS, "a.jsonl")
             with pytest.raises(UnexpectedResponseError, match="not an object"):
-                await client.append_datapoints(DS, [{"a": 1}])
+                await client.append_datapoints(DS, b'{"a": 1}\n')
     assert len(server.connections) == 5
 
 
@@ -452,19 +450,15 @@ async def test_append_sends_ndjson_and_says_it_was_retried(clock: FakeClock) -> 
             ) as server,
             make(server.url, clock) as client,
         ):
-            result = await client.append_datapoints(DS, [{"a": 1}, {"a": "é"}])
+            result = await client.append_datapoints(DS, '{"a":1}\n{"a":"é"}\n'.encode())
             assert result.retried and result.attempts == 2 and result.duplicate_count == 1
             with pytest.raises(ConflictError, match=r"import in progress.*wait for it to finish"):
                 await client.append_datapoints(DS, b'{"a": 1}\n')
-            with pytest.raises(BadRequestError, match="at most 1,000 records"):
-                await client.append_datapoints(DS, [{"a": i} for i in range(1001)])
-            with pytest.raises(BadRequestError, match="record 2 cannot be written as JSON"):
-                await client.append_datapoints(DS, [{"a": 1}, {"a": object()}])
     second = server.connections[1]
     assert second.head == f"POST {DATASETS}/{DS}/datapoints HTTP/1.1"
     assert second.headers["content-type"] == "application/x-ndjson"
     assert second.body == '{"a":1}\n{"a":"é"}\n'.encode()
-    assert len(server.connections) == 3  # 409 not retried; the refused appends sent nothing
+    assert len(server.connections) == 3  # 409 not retried
 
 
 @pytest.mark.anyio
@@ -762,41 +756,6 @@ async def test_unsafe_upload_url_sends_nothing(clock: FakeClock) -> None:
                     assert_exception_clean(info.value)
                     assert ":pw@" not in str(info.value)
     assert server.connections == []
-
-
-@pytest.mark.anyio
-async def test_upload_with_fresh_url_after_expiry(clock: FakeClock, tmp_path: Path) -> None:
-    path, data = write_file(tmp_path, 5000)
-    base: dict[str, str] = {}
-
-    def upload_url(number: int) -> Handler:
-        async def handler(stream: anyio.abc.SocketStream, conn: Conn) -> None:
-            await read_request(stream, conn)
-            body = orjson.dumps(
-                {"upload_url": f"{base['url']}/s3/{number}?X-Amz-Signature={SIGNATURE}", "import_id": f"imp-{number}"}
-            )
-            await stream.send(response_bytes(201, body, {"Content-Type": "application/json"}))
-
-        return handler
-
-    recorded: list[str | None] = []
-
-    async def on_target(target: UploadTarget) -> None:
-        recorded.append(target.import_id)
-
-    with anyio.fail_after(10):
-        async with serve(
-            upload_url(1), respond_s3(403, "AccessDenied", "Request has expired"), upload_url(2), respond(200)
-        ) as server:
-            base["url"] = server.url
-            async with make(server.url, clock) as client:
-                outcome = await client.upload_with_fresh_url(
-                    DS, "data.jsonl", path, size=len(data), on_target=on_target
-                )
-    assert outcome.expired_import_ids == ("imp-1",) and outcome.target.import_id == "imp-2"
-    assert recorded == ["imp-1", "imp-2"]
-    assert [c.method for c in server.connections] == ["GET", "PUT", "GET", "PUT"]
-    assert server.connections[3].body == data
 
 
 @pytest.mark.anyio

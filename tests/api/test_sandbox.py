@@ -20,23 +20,20 @@ import httpx2
 import pytest
 
 from prolific_mcp import USER_AGENT
-from prolific_mcp.api import (
+from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api.errors import (
     AmbiguousCreateError,
     AmbiguousSchemaUpdateError,
     AmbiguousUploadUrlError,
     BadRequestError,
-    DatasetSchema,
-    ImportJob,
     NotFoundError,
-    ProlificClient,
     RedirectRefusedError,
-    SchemaField,
     UploadRejectedError,
     UploadSignatureMismatchError,
-    UploadTarget,
     UploadTooLargeError,
     UploadUrlExpiredError,
 )
+from prolific_mcp.api.models import DatasetSchema, ImportJob, SchemaField, UploadTarget
 from prolific_mcp.api.s3 import check_fixed_length, upload_failure
 from prolific_mcp.sandbox import RequestRecord, Sandbox
 
@@ -115,7 +112,7 @@ async def test_every_endpoint(sbx: Sandbox, clock: FakeClock, tmp_path: Path) ->
             job, _ = await wait_terminal(client, dataset.id, import_id)
             assert (job.status, job.accepted_count) == ("complete", 2)
 
-            appended = await client.append_datapoints(dataset.id, [{"text": "c", "source": "api"}])
+            appended = await client.append_datapoints(dataset.id, b'{"text": "c", "source": "api"}\n')
             assert appended.accepted_count == 1 and not appended.retried
 
             wider = DatasetSchema(strict=False, fields={**SCHEMA.fields, "extra": SchemaField(type="metadata")})
@@ -236,7 +233,7 @@ async def test_signature_mismatch_is_not_retried(sbx: Sandbox, clock: FakeClock,
 
 
 @pytest.mark.anyio
-async def test_expired_url_and_one_fresh_url(sbx: Sandbox, clock: FakeClock, tmp_path: Path) -> None:
+async def test_an_expired_url_is_refused_and_a_fresh_one_works(sbx: Sandbox, clock: FakeClock, tmp_path: Path) -> None:
     path = _file(tmp_path, GOOD)
     with anyio.fail_after(20):
         async with client_for(sbx, clock) as client:
@@ -247,23 +244,14 @@ async def test_expired_url_and_one_fresh_url(sbx: Sandbox, clock: FakeClock, tmp
                 await client.put_file(target, path, size=len(GOOD))
             assert len(sent(sbx, "PUT", "s3")) == 1
 
-            issued: list[str | None] = []
-
-            async def on_target(fresh: UploadTarget) -> None:
-                issued.append(fresh.import_id)
-                if len(issued) == 1:
-                    sbx.clock.advance(sbx.config.url_lifetime + 5)  # this URL expires before its PUT
-
-            outcome = await client.upload_with_fresh_url(
-                dataset.id, "data.jsonl", path, size=len(GOOD), on_target=on_target
-            )
-            assert outcome.expired_import_ids == (issued[0],) and outcome.target.import_id == issued[1]
-            job, _ = await wait_terminal(client, dataset.id, issued[1] or "")
+            fresh = await client.get_upload_url(dataset.id, "data.jsonl")
+            await client.put_file(fresh, path, size=len(GOOD))
+            job, _ = await wait_terminal(client, dataset.id, fresh.import_id or "")
             assert job.status == "complete"
             orphans = [
                 j.import_id for j in (await client.get_dataset(dataset.id)).imports or [] if j.status == "uninitialised"
             ]
-            assert sorted(orphans) == sorted([target.import_id, issued[0]])
+            assert orphans == [target.import_id]
 
 
 @pytest.mark.anyio
@@ -357,7 +345,7 @@ async def test_retries_with_backoff(sbx: Sandbox, clock: FakeClock, tmp_path: Pa
             assert job.status == "complete"
 
             sbx.faults.add(f"POST /api/v1/data-collection/datasets/{dataset.id}/datapoints", status=502, times=1)
-            appended = await client.append_datapoints(dataset.id, [{"text": "r", "source": "s"}])
+            appended = await client.append_datapoints(dataset.id, b'{"text": "r", "source": "s"}\n')
             assert appended.retried and appended.accepted_count == 1
             assert len(sent(sbx, "POST", contains="/datapoints")) == 2
 

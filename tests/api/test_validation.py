@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from prolific_mcp.api import InvalidFilenameError, InvalidIdError, ProlificClient, UnsafeUploadUrlError
-from prolific_mcp.api.client import safe_filename
-from prolific_mcp.api.s3 import check_upload_url, is_loopback_host
+from prolific_mcp.api.client import ProlificClient, safe_filename
+from prolific_mcp.api.errors import InvalidFilenameError, UnsafeUploadUrlError
+from prolific_mcp.api.s3 import check_upload_url
+from prolific_mcp.ids import InvalidIdError
+from prolific_mcp.net import is_loopback_host
 
 from .conftest import SENTINEL, SIGNATURE, FakeClock, assert_exception_clean, assert_no_leak, respond, serve
 
@@ -102,6 +104,8 @@ def test_base_url_accepted_and_repr_hides_the_token() -> None:
         ("10.0.0.1", False),
         ("example.com", False),
         ("localhost.evil.com", False),
+        ("api.prolific.com.localhost", False),
+        ("localhost.", False),
     ],
 )
 def test_is_loopback_host(host: str, loopback: bool) -> None:
