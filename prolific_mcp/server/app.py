@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from prolific_mcp import __version__
+from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState, running
 from prolific_mcp.server.resources import register_resources
-from prolific_mcp.server.state import SANDBOX_LINE, StateHolder, running_state
 from prolific_mcp.server.tools import register_tools
 from prolific_mcp.settings import Settings
 
@@ -44,12 +44,12 @@ def build_server(settings: Settings, *, sandbox_url: str | None = None) -> MCPSe
     `sandbox_url` points sandbox mode at a sandbox that is already running instead of starting a child process.
     """
     mode = settings.resolved_mode
-    holder = StateHolder(settings=settings, mode=mode, sandbox_url=sandbox_url)
+    state = AppState(settings=settings, mode=mode, sandbox_url=sandbox_url)
 
     @asynccontextmanager
-    async def lifespan(server: MCPServer) -> AsyncIterator[StateHolder]:
-        async with running_state(holder) as state:
-            yield state
+    async def lifespan(server: MCPServer) -> AsyncIterator[AppState]:
+        async with running(state) as ready:
+            yield ready
 
     mcp = MCPServer(
         SERVER_NAME,
@@ -61,6 +61,6 @@ def build_server(settings: Settings, *, sandbox_url: str | None = None) -> MCPSe
     logging.getLogger("prolific_mcp").setLevel(logging.INFO)
     for noisy in ("httpx2", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    register_tools(mcp, holder, read_only=settings.read_only, default_wait=settings.wait_seconds)
-    register_resources(mcp, holder)
+    register_tools(mcp, state, read_only=settings.read_only, default_wait=settings.wait_seconds)
+    register_resources(mcp, state)
     return mcp

@@ -13,9 +13,9 @@ from mcp.types import Completion, CompletionArgument, CompletionContext, PromptR
 
 from prolific_mcp.api.errors import NotFoundError, ProlificError
 from prolific_mcp.ids import InvalidIdError
-from prolific_mcp.redaction import redact
-from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
 from prolific_mcp.operations.results import structured
+from prolific_mcp.redaction import redact
+from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 from prolific_mcp.uploads.service import DatasetService, OperationError
 
 
@@ -23,7 +23,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def register_resources(mcp: MCPServer, holder: StateHolder) -> None:
+def register_resources(mcp: MCPServer, holder: AppState) -> None:
     """Add the resources, the dataset-id completions and the `import_dataset` prompt."""
 
     async def guarded(uri: str, make: Callable[[DatasetService], Awaitable[object]]) -> str:

@@ -16,8 +16,6 @@ from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.ids import InvalidIdError
-from prolific_mcp.redaction import redact
-from prolific_mcp.server.state import SANDBOX_LINE, StateHolder
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
@@ -30,6 +28,8 @@ from prolific_mcp.operations.results import (
     WorkspacesResult,
     structured,
 )
+from prolific_mcp.redaction import redact
+from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 from prolific_mcp.uploads.service import DatasetService, OperationError
 from prolific_mcp.uploads.text import visible
 
@@ -110,7 +110,7 @@ def changed_uris(result: Result) -> list[str]:
 
 
 async def run_tool(
-    holder: StateHolder, call: Callable[[DatasetService], Awaitable[R]], ctx: Context | None = None
+    holder: AppState, call: Callable[[DatasetService], Awaitable[R]], ctx: Context | None = None
 ) -> CallToolResult:
     """Run one operation; every expected failure becomes a ToolError an agent can act on.
 
@@ -136,7 +136,7 @@ def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
     return report
 
 
-def register_tools(mcp: MCPServer, holder: StateHolder, *, read_only: bool, default_wait: float) -> None:
+def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default_wait: float) -> None:
     """Add the tools; write tools only when not read-only."""
 
     def tool(title: str, annotations: ToolAnnotations) -> Callable[[F], F]:
