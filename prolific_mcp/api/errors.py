@@ -7,14 +7,13 @@ Every message goes through `redact` (the token, presigned signatures) and has co
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
 
-from prolific_mcp.redaction import redact
+from prolific_mcp.text import for_agent
 
 __all__ = [
     "AmbiguousCreateError",
@@ -43,22 +42,11 @@ __all__ = [
     "UploadSignatureMismatchError",
     "UploadTooLargeError",
     "UploadUrlExpiredError",
-    "clean_text",
     "error_for_status",
     "parse_error_envelope",
 ]
 
 STATUS_PAGE = "https://status.prolific.com"
-
-
-def clean_text(text: object, limit: int = 300) -> str:
-    """`text` as one redacted line: control and format characters dropped, whitespace collapsed, shortened."""
-    raw = redact(str(text))
-    kept = "".join(
-        " " if ch in "\t\r\n" else ch for ch in raw if ch in "\t\r\n" or unicodedata.category(ch) not in ("Cc", "Cf")
-    )
-    line = " ".join(kept.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 class ProlificError(Exception):
@@ -71,7 +59,7 @@ class ProlificError(Exception):
     retryable_default = False
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None) -> None:
-        self.message = clean_text(message, limit=2000)
+        self.message = for_agent(message, 2000)
         self._first_message = self.message
         self.status = status
         self.retryable = self.retryable_default if retryable is None else retryable
@@ -141,23 +129,23 @@ class ErrorEnvelope:
 
     def summary(self) -> str:
         parts = [p for p in (self.title, "; ".join(self.details), self.additional_information) if p]
-        return clean_text(": ".join(parts), limit=800)
+        return for_agent(": ".join(parts), 800)
 
 
 def _flatten_detail(detail: object) -> list[str]:
     if detail is None:
         return []
     if isinstance(detail, str):
-        return [clean_text(detail)]
+        return [for_agent(detail, 300)]
     if isinstance(detail, Mapping):
         out: list[str] = []
         for field, messages in detail.items():
             for message in _flatten_detail(messages):
-                out.append(clean_text(f"{field}: {message}"))
+                out.append(for_agent(f"{field}: {message}", 300))
         return out
     if isinstance(detail, Sequence):
         return [m for item in detail for m in _flatten_detail(item)]
-    return [clean_text(detail)]
+    return [for_agent(detail, 300)]
 
 
 def parse_error_envelope(body: bytes) -> ErrorEnvelope | None:
@@ -178,9 +166,9 @@ def parse_error_envelope(body: bytes) -> ErrorEnvelope | None:
     info = inner.get("additional_information")
     code = inner.get("error_code")
     return ErrorEnvelope(
-        title=clean_text(title) if isinstance(title, str) and title.strip() else None,
+        title=for_agent(title, 300) if isinstance(title, str) and title.strip() else None,
         details=tuple(d for d in _flatten_detail(inner.get("detail")) if d),
-        additional_information=clean_text(info) if isinstance(info, str) and info.strip() else None,
+        additional_information=for_agent(info, 300) if isinstance(info, str) and info.strip() else None,
         error_code=code if isinstance(code, int | str) else None,
     )
 

@@ -31,7 +31,6 @@ from prolific_mcp.api.errors import (
     UploadSignatureMismatchError,
     UploadTooLargeError,
     UploadUrlExpiredError,
-    clean_text,
 )
 from prolific_mcp.api.models import PutResult, UploadTarget
 from prolific_mcp.api.retry import (
@@ -46,6 +45,7 @@ from prolific_mcp.api.retry import (
 )
 from prolific_mcp.net import is_loopback_host
 from prolific_mcp.redaction import SENSITIVE_QUERY_PARAMS, redact, redact_url
+from prolific_mcp.text import for_agent
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -173,7 +173,7 @@ def _element(text: str, name: str) -> str | None:
     value = match.group(1)
     for escaped, plain in _XML_ESCAPES:
         value = value.replace(escaped, plain)
-    return clean_text(value, limit=300) or None
+    return for_agent(value, 300) or None
 
 
 def parse_s3_error(body: bytes) -> S3ErrorInfo | None:
@@ -440,7 +440,7 @@ async def put_presigned(
     url = check_upload_url(target.upload_url, sandbox=sandbox)
     if target.http_method.upper() != "PUT":
         raise UnexpectedResponseError(
-            f"the upload URL asks for HTTP method {clean_text(target.http_method, 20)!r}; only PUT is supported. "
+            f"the upload URL asks for HTTP method {for_agent(target.http_method, 20)!r}; only PUT is supported. "
             "Please report this"
         )
     ctype = content_type or target.content_type

@@ -28,10 +28,9 @@ from prolific_mcp.operations.results import (
     WorkspacesResult,
     structured,
 )
-from prolific_mcp.redaction import redact
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
+from prolific_mcp.text import for_agent
 from prolific_mcp.uploads.service import DatasetService, OperationError
-from prolific_mcp.uploads.text import visible
 
 R = TypeVar("R", bound=Result)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,7 +69,7 @@ def _links(result: Result) -> list[ResourceLink]:
 
 def safe_text(text: str) -> str:
     """What any text must pass before it reaches a client: nothing invisible, no secret."""
-    return redact(visible(text))
+    return for_agent(text)
 
 
 def _safe_data(value: Any) -> Any:

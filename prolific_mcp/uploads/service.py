@@ -23,26 +23,6 @@ from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.errors import ConflictError, ProlificError
 from prolific_mcp.api.models import Dataset, DatasetSchema, ImportJob, MigrationJob
 from prolific_mcp.ids import InvalidIdError, check_id
-from prolific_mcp.records import (
-    FileFormat,
-    RecordRules,
-    Schema,
-    format_from_filename,
-    schema_problems,
-)
-from prolific_mcp.uploads.files import (
-    INLINE_CONTENT_LIMIT,
-    FileAccessError,
-    OpenedFile,
-    ScanReport,
-    file_sha256,
-    open_regular_file,
-    resolve_path,
-    scan_file,
-    upload_filename,
-)
-from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
-from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
@@ -62,15 +42,35 @@ from prolific_mcp.operations.results import (
     WorkspaceInfo,
     WorkspacesResult,
 )
-from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadManager, UploadPlan, error_items, follow
+from prolific_mcp.records import (
+    FileFormat,
+    RecordRules,
+    Schema,
+    format_from_filename,
+    schema_problems,
+)
 from prolific_mcp.records.suggest import schema_diff, suggest_schema
+from prolific_mcp.text import one_line, plural
+from prolific_mcp.uploads.files import (
+    INLINE_CONTENT_LIMIT,
+    FileAccessError,
+    OpenedFile,
+    ScanReport,
+    file_sha256,
+    open_regular_file,
+    resolve_path,
+    scan_file,
+    upload_filename,
+)
+from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadManager, UploadPlan, error_items, follow
+from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
+from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.summary import (
     RejectionGroup,
     SummaryInput,
     build_summary,
     group_errors,
 )
-from prolific_mcp.uploads.text import clean, plural
 
 log = logging.getLogger("prolific_mcp.service")
 
@@ -103,7 +103,7 @@ def _groups_info(groups: Sequence[RejectionGroup]) -> list[RejectionGroupInfo]:
     return [
         RejectionGroupInfo(
             field=g.key if g.field is None else g.field,
-            reason=clean(g.reason, 300),
+            reason=one_line(g.reason, 300),
             count=g.count,
             records=g.records,
             lines=g.lines,
@@ -228,7 +228,9 @@ class DatasetService:
 
     async def list_workspaces(self) -> WorkspacesResult:
         workspaces = await self.client.list_workspaces()
-        infos = [WorkspaceInfo(id=w.id, title=clean(w.title or "", 120) or None, description=None) for w in workspaces]
+        infos = [
+            WorkspaceInfo(id=w.id, title=one_line(w.title or "", 120) or None, description=None) for w in workspaces
+        ]
         default = self.options.default_workspace_id or (infos[0].id if len(infos) == 1 else None)
         lines = [f"{plural(len(infos), 'workspace')}:"]
         lines += [f"- {w.title or '(untitled)'} ({w.id})" + (" [default]" if w.id == default else "") for w in infos]
@@ -274,7 +276,7 @@ class DatasetService:
         items = [
             DatasetSummary(
                 id=d.dataset_id,
-                name=clean(d.name or "", 120) or None,
+                name=one_line(d.name or "", 120) or None,
                 workspace_id=d.workspace_id,
                 source=d.source,
                 total_datapoint_count=counts.get(d.dataset_id),
@@ -300,7 +302,7 @@ class DatasetService:
             ImportInfo(
                 import_id=j.import_id,
                 status=j.status,
-                filename=clean(j.filename or "", 120) or None,
+                filename=one_line(j.filename or "", 120) or None,
                 created_at=j.created_at.isoformat() if j.created_at else None,
                 accepted_count=j.accepted_count,
                 rejected_count=j.rejected_count,
@@ -371,7 +373,7 @@ class DatasetService:
             return workspaces[0].id
         if not workspaces:
             raise OperationError("this account has no workspace: create one in the Prolific app first")
-        listed = "; ".join(f"{w.id} ({clean(w.title or '', 60)})" for w in workspaces[:20])
+        listed = "; ".join(f"{w.id} ({one_line(w.title or '', 60)})" for w in workspaces[:20])
         raise OperationError(
             f"this account has {len(workspaces)} workspaces, so say which one: pass workspace_id (one of: {listed}) "
             "or set PROLIFIC_WORKSPACE_ID."
@@ -441,7 +443,7 @@ class DatasetService:
                 status=migration.status,
                 reprocessed_count=migration.reprocessed_count,
                 failed_count=migration.failed_count,
-                reason=clean(migration.reason, 300) if migration.reason else None,
+                reason=one_line(migration.reason, 300) if migration.reason else None,
             )
             finished = migration.is_terminal
             lines.append(describe_migration(dataset_id, migration))
@@ -763,7 +765,7 @@ class DatasetService:
         result.rejected_count = latest.rejected_count
         result.duplicate_count = latest.duplicate_count
         result.total_datapoint_count = dataset_total
-        result.reason = clean(latest.reason, 500) if latest.reason else None
+        result.reason = one_line(latest.reason, 500) if latest.reason else None
         result.groups = _groups_info(groups)
         text = build_summary(
             SummaryInput(
@@ -937,7 +939,7 @@ class DatasetService:
         ]
         for n, group in enumerate(groups[:10], 1):
             lines.append(
-                f"{n}. {clean(group.key or 'record', 60)}: {clean(group.reason, 160)} — records "
+                f"{n}. {one_line(group.key or 'record', 60)}: {one_line(group.reason, 160)} — records "
                 f"{', '.join(str(r) for r in group.records[:10])}. Fix: {group.fix}."
             )
         if answer.retried:
@@ -985,7 +987,7 @@ class DatasetService:
         lines = [verdict + "." if report.failure is None else f"{verdict}. It cannot be imported: {report.failure}."]
         for n, group in enumerate(groups[:15], 1):
             lines.append(
-                f"{n}. {clean(group.key or 'record', 60)}: {clean(group.reason, 160)} — "
+                f"{n}. {one_line(group.key or 'record', 60)}: {one_line(group.reason, 160)} — "
                 f"{plural(group.count, 'record')}, first {', '.join(str(r) for r in group.records[:10])}. "
                 f"Fix: {group.fix}."
             )
@@ -1041,7 +1043,7 @@ def render_dataset(result: DatasetResult) -> str:
             lines.append(f"Schema (strict={str(result.strict).lower()}):")
             lines.append("| field | type | label |")
             lines.append("|---|---|---|")
-            lines += [f"| {f.key} | {f.type} | {clean(f.label or '', 60)} |" for f in result.fields]
+            lines += [f"| {f.key} | {f.type} | {one_line(f.label or '', 60)} |" for f in result.fields]
         else:
             lines.append("Schema: none yet (uploads wait in pending_schema until set_schema).")
         if result.imports:
@@ -1070,7 +1072,7 @@ def describe_migration(dataset_id: str, migration: MigrationJob) -> str:
         )
     if migration.status == "failed":
         return (
-            f"Migration {migration.job_id} failed: {clean(migration.reason or 'no reason given', 300)}. The schema "
+            f"Migration {migration.job_id} failed: {one_line(migration.reason or 'no reason given', 300)}. The schema "
             "version changed but the datapoints were not re-checked; try set_schema again or contact Prolific."
         )
     return (

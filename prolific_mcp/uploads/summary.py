@@ -21,8 +21,8 @@ import orjson
 
 from prolific_mcp.records import FileFormat, iter_records, missing_key_from_reason
 from prolific_mcp.records.rules import RAW_FIELD
+from prolific_mcp.text import fence, number_ranges, one_line, plural, visible, visible_json
 from prolific_mcp.uploads.files import READ_CHUNK
-from prolific_mcp.uploads.text import clean, fence, number_ranges, plural, visible, visible_json
 
 MAX_TEXT: Final = 2000
 MAX_GROUPS: Final = 50
@@ -246,9 +246,9 @@ def attach_excerpts(groups: Sequence[RejectionGroup], picked: Iterable[PickedRec
             continue
         if group.field and group.field != RAW_FIELD and first.value is not None and group.field in first.value:
             value = first.value[group.field]
-            group.excerpt = clean(value if isinstance(value, str) else orjson.dumps(value).decode())
+            group.excerpt = one_line(value if isinstance(value, str) else orjson.dumps(value).decode())
         elif group.field == RAW_FIELD or first.value is None:
-            group.excerpt = clean(first.raw.decode("utf-8", "replace"))
+            group.excerpt = one_line(first.raw.decode("utf-8", "replace"))
 
 
 @dataclass(slots=True)
@@ -276,7 +276,7 @@ class SummaryInput:
 def build_summary(s: SummaryInput) -> str:
     """The human summary: counts, causes with record numbers and fixes, excerpts, what it means, next step."""
     head: list[str] = []
-    name = clean(s.filename, 60)
+    name = one_line(s.filename, 60)
     ids = f"(dataset {s.dataset_id}" + (f", import {s.import_id})" if s.import_id else ")")
     if s.status in ("complete", "partial"):
         new = s.accepted - s.duplicates
@@ -293,7 +293,7 @@ def build_summary(s: SummaryInput) -> str:
     elif s.status == "failed":
         head.append(f"Failed: {name} {ids}: nothing was imported.")
         if s.reason:
-            head.append(f"Reason given: {clean(s.reason, 300)}")
+            head.append(f"Reason given: {one_line(s.reason, 300)}")
         if s.rejected:
             head.append(f"{plural(s.rejected, 'record')} were rejected.")
         if s.groups:
@@ -309,7 +309,7 @@ def build_summary(s: SummaryInput) -> str:
         head.append(f"Next: set a schema, e.g. {call}; the parked import is then checked again.")
         return _bounded(head, [], [])
     else:
-        head.append(f"Status {clean(s.status, 30)}: {name} {ids}.")
+        head.append(f"Status {one_line(s.status, 30)}: {name} {ids}.")
 
     causes: list[str] = []
     excerpts: list[str] = []
@@ -322,11 +322,11 @@ def build_summary(s: SummaryInput) -> str:
         if group.lines:
             where += f" (line{'s' if len(group.lines) > 1 else ''} {number_ranges(group.lines, 5)})"
         causes.append(
-            f"{n}. {clean(who, 60)}: {clean(group.reason, 160)} — {plural(group.count, 'record')}{where}. "
+            f"{n}. {one_line(who, 60)}: {one_line(group.reason, 160)} — {plural(group.count, 'record')}{where}. "
             f"Fix: {group.fix}."
         )
         if group.excerpt and group.records:
-            excerpts.append(f"record {group.records[0]} ({clean(who, 40)}): {group.excerpt}")
+            excerpts.append(f"record {group.records[0]} ({one_line(who, 40)}): {group.excerpt}")
 
     tail: list[str] = []
     if s.rejected_file is not None and s.rejected_written is not None:

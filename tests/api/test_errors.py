@@ -25,7 +25,6 @@ from prolific_mcp.api.errors import (
     UploadSignatureMismatchError,
     UploadTooLargeError,
     UploadUrlExpiredError,
-    clean_text,
     error_for_status,
     parse_error_envelope,
 )
@@ -33,6 +32,7 @@ from prolific_mcp.api.models import UploadTarget
 from prolific_mcp.api.retry import Condition
 from prolific_mcp.api.s3 import ERROR_BODY_LIMIT, parse_s3_error, upload_failure
 from prolific_mcp.redaction import register_secret
+from prolific_mcp.text import for_agent
 
 from .conftest import SENTINEL, SIGNATURE, assert_exception_clean, s3_xml
 
@@ -138,9 +138,9 @@ def test_messages_are_cleaned_and_redacted() -> None:
     assert_exception_clean(error)
 
 
-def test_clean_text_shortens() -> None:
-    assert clean_text("x" * 1000, limit=10) == "x" * 9 + "…"
-    assert clean_text("a\t b\r\n c") == "a b c"
+def test_for_agent_shortens_to_one_line() -> None:
+    assert for_agent("x" * 1000, 10) == "x" * 9 + "…"
+    assert for_agent("a\t b\r\n c", 300) == "a b c"
 
 
 def test_error_repr_and_attempts_note() -> None:

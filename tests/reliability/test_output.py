@@ -16,7 +16,7 @@ from mcp import Client
 
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
-from prolific_mcp.uploads.text import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
+from prolific_mcp.text import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from tests.reliability.conftest import Transcript
 from tests.server.conftest import SCHEMA_FIELDS, make_settings, records, text_of, write_jsonl
 

@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from prolific_mcp.redaction import REDACTED, redact, redact_url, register_secret
+from prolific_mcp.text import one_line
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path
 from prolific_mcp.uploads.summary import (
     MAX_TEXT,
@@ -20,7 +21,6 @@ from prolific_mcp.uploads.summary import (
     build_summary,
     group_errors,
 )
-from prolific_mcp.uploads.text import clean
 
 # --- the path guard ------------------------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ def test_any_error_list_gives_a_bounded_clean_summary(
     assert all(len(g.record_indexes) <= 20 for g in groups)
     if excerpt is not None:
         for group in groups[:3]:
-            group.excerpt = clean(excerpt)
+            group.excerpt = one_line(excerpt)
     text = build_summary(
         SummaryInput(
             dataset_id="0192a3b5-e8f9-7a0b-1c2d-3e4f5a6b7c8d",
