@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import os
 import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final, TypeVar
 
 from prolific_mcp.records import (
     FileFailure,
@@ -37,6 +38,8 @@ INLINE_CONTENT_LIMIT: Final = 1024 * 1024
 READ_CHUNK: Final = 1024 * 1024
 MAX_GROUPS: Final = 50
 MAX_RECORD_NUMBERS: Final = 20
+
+T = TypeVar("T")
 
 
 class FileAccessError(Exception):
@@ -57,6 +60,8 @@ class OpenedFile:
     inode: int
     mtime_ns: int
     closed: bool = False
+    mode: int = 0o600
+    """The file's permission bits: the rejected-records file written beside it keeps them."""
 
     def close(self) -> None:
         if not self.closed:
@@ -81,16 +86,38 @@ class OpenedFile:
         self.close()
 
 
+MAX_SHOWN_PATH: Final = 200
+"""The most characters of a path any message repeats (the middle gives way to an ellipsis)."""
+
+
+def shown(path: object, limit: int = MAX_SHOWN_PATH) -> str:
+    """A path (or name) as a message may repeat it: at most `limit` characters, keeping the start and the end."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
+
+
 def _describe_dirs(allowed: Sequence[Path]) -> str:
-    return ", ".join(str(d) for d in allowed) if allowed else "(none)"
+    if not allowed:
+        return "(none)"
+    listed = ", ".join(shown(d, 120) for d in allowed[:5])
+    return listed + (f" and {len(allowed) - 5} more" if len(allowed) > 5 else "")
 
 
 def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
-    """The fully resolved path of `raw`, if it names an existing file inside an allowed directory."""
+    """The fully resolved path of `raw`, if it names an existing file inside an allowed directory.
+
+    `allowed` must hold directories resolved once, at start (`Settings.effective_allowed_dirs`): they are not
+    resolved again here, so replacing one with a symlink later does not move the boundary.
+    """
     if not isinstance(raw, str) or not raw.strip():
         raise FileAccessError("the path is empty: pass the path of a .jsonl or .csv file")
     if "\x00" in raw:
-        raise FileAccessError("the path contains a NUL character: pass a plain file path")
+        raise FileAccessError(
+            "the path contains a NUL character (\\x00), which no file name can hold: pass the plain file path"
+        )
     if not allowed:
         raise FileAccessError(
             "no directory is allowed for reading files: set PROLIFIC_MCP_ALLOWED_DIRS (or start the server "
@@ -101,17 +128,17 @@ def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
         candidate = Path(raw.strip()).expanduser()
         if not candidate.is_absolute():
             candidate = allowed[0] / candidate
-        roots = [Path(os.path.realpath(root)) for root in allowed]
+        roots = [Path(os.path.abspath(root)) for root in allowed]
         # Containment first, on what the path resolves to so far: whether a file exists outside the allowed
         # directories is not for the caller to learn.
         _check_inside(candidate, Path(os.path.realpath(candidate)), roots)
         resolved = Path(os.path.realpath(candidate, strict=True))
     except FileNotFoundError:
         raise FileAccessError(
-            f"no file at {candidate}: check the path (relative paths start at {allowed[0]})"
+            f"no file at {shown(candidate)}: check the path (relative paths start at {shown(allowed[0])})"
         ) from None
     except OSError as exc:
-        raise FileAccessError(f"cannot resolve {candidate}: {exc.strerror or exc}") from None
+        raise FileAccessError(f"cannot resolve {shown(candidate)}: {exc.strerror or exc}") from None
     except (ValueError, RuntimeError):
         # Characters the file system cannot take (lone surrogates, ...), or a home directory that is unknown.
         raise FileAccessError("the path cannot be used as a file name: pass a plain file path") from None
@@ -122,9 +149,9 @@ def resolve_path(raw: str, allowed: Sequence[Path]) -> Path:
 def _check_inside(candidate: Path, resolved: Path, roots: Sequence[Path]) -> None:
     """Refuse a path that resolves outside every allowed directory (compared by components, not as strings)."""
     if not any(resolved == root or resolved.is_relative_to(root) for root in roots):
-        via = "" if resolved == candidate else f" (it resolves to {resolved})"
+        via = "" if resolved == candidate else f" (it resolves to {shown(resolved)})"
         raise FileAccessError(
-            f"{candidate}{via} is outside the allowed directories ({_describe_dirs(roots)}): move the file into "
+            f"{shown(candidate)}{via} is outside the allowed directories ({_describe_dirs(roots)}): move the file into "
             "one of them, or add its folder to PROLIFIC_MCP_ALLOWED_DIRS (or --allow-dir) and restart the server"
         )
 
@@ -167,15 +194,15 @@ def open_regular_file(resolved: Path, *, max_size: int = S3_SINGLE_PUT_LIMIT) ->
     try:
         before = os.stat(resolved)
     except OSError as exc:
-        raise FileAccessError(f"cannot read {resolved}: {exc.strerror}") from None
+        raise FileAccessError(f"cannot read {shown(resolved)}: {exc.strerror}") from None
     if not stat.S_ISREG(before.st_mode):
-        raise FileAccessError(f"{resolved} is {_kind(before.st_mode)}: pass a regular .jsonl or .csv file")
+        raise FileAccessError(f"{shown(resolved)} is {_kind(before.st_mode)}: pass a regular .jsonl or .csv file")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(resolved, flags)
     except OSError as exc:
-        raise FileAccessError(f"cannot open {resolved}: {exc.strerror}") from None
+        raise FileAccessError(f"cannot open {shown(resolved)}: {exc.strerror}") from None
     st = os.fstat(fd)
     opened_path = _descriptor_path(fd)
     if (
@@ -185,17 +212,17 @@ def open_regular_file(resolved: Path, *, max_size: int = S3_SINGLE_PUT_LIMIT) ->
     ):
         # A file or a directory on its path was swapped (for a link elsewhere, say) after the path was checked.
         os.close(fd)
-        raise FileAccessError(f"{resolved} changed while it was being opened: try again once it is stable")
+        raise FileAccessError(f"{shown(resolved)} changed while it was being opened: try again once it is stable")
     if st.st_size == 0:
         os.close(fd)
-        raise FileAccessError(f"{resolved} is empty: there is nothing to upload")
+        raise FileAccessError(f"{shown(resolved)} is empty: there is nothing to upload")
     if st.st_size > max_size:
         os.close(fd)
         raise FileAccessError(
-            f"{resolved} is {st.st_size / 1024**3:.1f} GiB, over the {max_size / 1024**3:.0f} GiB limit of one "
+            f"{shown(resolved)} is {st.st_size / 1024**3:.1f} GiB, over the {max_size / 1024**3:.0f} GiB limit of one "
             "upload: split it into several files and upload each"
         )
-    return OpenedFile(fd, resolved, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns)
+    return OpenedFile(fd, resolved, st.st_size, st.st_dev, st.st_ino, st.st_mtime_ns, mode=stat.S_IMODE(st.st_mode))
 
 
 class _HashingReader(io.RawIOBase):
@@ -386,3 +413,168 @@ def upload_filename(path_or_name: str, fmt: FileFormat | None = None) -> str:
     if ext.lower() == f".{fmt}":
         return name
     return f"{stem or 'data'}.{fmt}"
+
+
+# ----- writing beside the user's file (the rejected-records file) -----
+
+MAX_NAME_ATTEMPTS: Final = 1000
+_WRITE_ERRORS: Final = {
+    "ENOSPC": "the disk is full",
+    "EDQUOT": "the disk quota is used up",
+    "EFBIG": "the file would be larger than the system allows",
+    "EROFS": "the folder is on a read-only file system",
+    "EACCES": "the folder is not writable",
+    "EPERM": "the folder is not writable",
+    "EIO": "the disk reported an input/output error",
+}
+
+
+class WriteFailure(Exception):
+    """A file beside the user's could not be written; `reason` is a clause a summary can state."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def write_problem(exc: OSError) -> str:
+    """Why a write failed, in words ('the disk is full'), from its errno."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    return _WRITE_ERRORS.get(name) or (exc.strerror or str(exc)).lower()
+
+
+def rejected_names(original: str) -> Iterator[str]:
+    """`<stem>.rejected<ext>`, then `<stem>.rejected.1<ext>`, `.2`…: the names tried for the rejected records."""
+    stem, ext = os.path.splitext(original)
+    yield f"{stem}.rejected{ext}"
+    for n in range(1, MAX_NAME_ATTEMPTS):
+        yield f"{stem}.rejected.{n}{ext}"
+
+
+def _inside_allowed(dir_fd: int, opened_as: Path, allowed: Sequence[Path]) -> bool:
+    """Whether an open directory lies inside an allowed directory, judged on the descriptor, not on a path.
+
+    Where the kernel names the descriptor (`/proc/self/fd` on Linux, `F_GETPATH` on macOS), that name must lie
+    inside an allowed directory; elsewhere the descriptor's `..` chain must reach an allowed directory (its
+    device and inode, as the allowed path names it now, without following a link).
+    """
+    roots = [Path(os.path.abspath(root)) for root in allowed]
+    kernel_path = _descriptor_path(dir_fd)
+    if kernel_path is not None:
+        where = Path(kernel_path)
+        return any(where == root or where.is_relative_to(root) for root in roots)
+    if os.open not in os.supports_dir_fd:  # pragma: no cover - Windows: no descriptor-relative opens
+        real = Path(os.path.realpath(opened_as))
+        return any(real == root or real.is_relative_to(root) for root in roots)
+    ids = set()  # pragma: no cover - platforms without a descriptor path (BSDs)
+    for root in roots:  # pragma: no cover
+        with contextlib.suppress(OSError):
+            st = os.stat(root, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                ids.add((st.st_dev, st.st_ino))
+    current = os.dup(dir_fd)  # pragma: no cover
+    try:  # pragma: no cover
+        for _ in range(4096):
+            st = os.fstat(current)
+            if (st.st_dev, st.st_ino) in ids:
+                return True
+            parent = os.open("..", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0), dir_fd=current)
+            pst = os.fstat(parent)
+            os.close(current)
+            current = parent
+            if (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
+                return False  # the file system's root
+        return False
+    finally:  # pragma: no cover
+        os.close(current)
+
+
+def write_beside(
+    original: Path,
+    allowed: Sequence[Path],
+    write: Callable[[BinaryIO], T],
+    *,
+    mode: int = 0o600,
+    names: Callable[[str], Iterator[str]] = rejected_names,
+    keep: Callable[[Path], bool] | None = None,
+    what: str = "the rejected-records file",
+) -> tuple[Path, T] | None:
+    """Create a new file beside `original` and fill it with `write(sink)`; (its path, what `write` returned).
+
+    Guarded like reads (docs/architecture.md, Files): the folder is opened once (`O_DIRECTORY|O_NOFOLLOW`), it
+    must lie inside an allowed directory judged on that descriptor, and the file is created relative to the
+    descriptor with `O_CREAT|O_EXCL|O_NOFOLLOW`, so a folder swapped for a link after the upload began, a taken
+    name or a link (even a dangling one) at the name can never send the bytes elsewhere: a taken name or a link
+    moves on to the next name. The file gets `mode` (the input's permission bits). If `write` fails (a full
+    disk...), the partial file is removed and `WriteFailure` says why ("could not write the rejected-records file:
+    the disk is full"). `keep(path)`, called once the file is complete, may refuse it (another process wrote
+    one first): the file is removed and None returned.
+    """
+    folder, base = original.parent, original.name
+    dir_flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    dir_flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        dir_fd = os.open(folder, dir_flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link, or no longer a folder
+            raise WriteFailure(f"could not write {what}: its folder was replaced after the upload began") from None
+        raise WriteFailure(f"could not write {what}: {write_problem(exc)}") from None
+    try:
+        if not _inside_allowed(dir_fd, folder, allowed):
+            raise WriteFailure(
+                f"could not write {what}: its folder ({shown(folder)}) no longer lies inside the allowed "
+                "directories (it was moved or replaced by a link after the upload began)"
+            )
+        return _create_and_fill(dir_fd, folder, base, write, mode & 0o666, names, keep, what)
+    finally:
+        os.close(dir_fd)
+
+
+def _create_and_fill(
+    dir_fd: int,
+    folder: Path,
+    base: str,
+    write: Callable[[BinaryIO], T],
+    mode: int,
+    names: Callable[[str], Iterator[str]],
+    keep: Callable[[Path], bool] | None,
+    what: str,
+) -> tuple[Path, T] | None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    relative = os.open in os.supports_dir_fd
+    for name in names(base):
+        try:
+            out = os.open(name, flags, mode, dir_fd=dir_fd) if relative else os.open(folder / name, flags, mode)
+        except FileExistsError:
+            continue  # a file, a directory or a link (even a dangling one) holds the name: the next name
+        except OSError as exc:
+            raise WriteFailure(f"could not write {what}: {write_problem(exc)}") from None
+        break
+    else:
+        raise WriteFailure(f"could not write {what}: {MAX_NAME_ATTEMPTS} names beside the file are taken")
+
+    def remove() -> None:
+        with contextlib.suppress(OSError):
+            if relative:
+                os.unlink(name, dir_fd=dir_fd)
+            else:  # pragma: no cover - Windows
+                os.unlink(folder / name)
+
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(out, mode)  # exactly the input's bits, whatever the umask
+        with os.fdopen(out, "wb") as sink:
+            result = write(sink)
+            sink.flush()
+    except OSError as exc:
+        remove()
+        raise WriteFailure(f"could not write {what}: {write_problem(exc)}; no partial file was left") from None
+    except BaseException:
+        remove()
+        raise
+    path = folder / name
+    if keep is not None and not keep(path):
+        remove()
+        return None
+    return path, result
