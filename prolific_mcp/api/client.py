@@ -242,7 +242,6 @@ class ProlificClient:
             return ApiUnreachableError(
                 f"the request for {what} to {where} failed ({type(exc).__name__}): check PROLIFIC_URL and any "
                 "HTTP(S)_PROXY setting",
-                retryable=False,
             )
         messages = {
             Condition.CONNECT_ERROR: f"could not connect to {where}: check the network and PROLIFIC_URL",

@@ -52,17 +52,13 @@ STATUS_PAGE = "https://status.prolific.com"
 class ProlificError(Exception):
     """Base of every error the client raises. `message` says what was wrong and what to do.
 
-    `status` is the HTTP status when there was one; `retryable` says whether the same call may succeed later
-    unchanged; `attempts` counts the HTTP attempts made.
+    `status` is the HTTP status when there was one; `attempts` counts the HTTP attempts made.
     """
 
-    retryable_default = False
-
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         self.message = for_agent(message, 2000)
         self._first_message = self.message
         self.status = status
-        self.retryable = self.retryable_default if retryable is None else retryable
         self.attempts = 1
         super().__init__(self.message)
 
@@ -203,13 +199,9 @@ class BadRequestError(ProlificError):
 class ConflictError(ProlificError):
     """409: e.g. an append while an import or a schema migration runs on the dataset."""
 
-    retryable_default = True
-
 
 class RateLimitedError(ProlificError):
     """429, or a retry wait that would pass the call's deadline: `retry_after` seconds, when known."""
-
-    retryable_default = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429) -> None:
         super().__init__(message, status=status)
@@ -227,13 +219,9 @@ class RateLimitedError(ProlificError):
 class ServerError(ProlificError):
     """5xx from Prolific."""
 
-    retryable_default = True
-
 
 class ApiUnreachableError(ProlificError):
     """Prolific could not be reached or did not answer in time (connect errors, timeouts, resets)."""
-
-    retryable_default = True
 
 
 class RedirectRefusedError(ProlificError):
@@ -299,7 +287,6 @@ class AmbiguousUploadUrlError(AmbiguousRequestError):
         super().__init__(
             f"requesting an upload URL for {filename!r} on dataset {dataset_id} may have failed after Prolific "
             f"received it: {cause}; {found}. Request a new upload URL (call upload_file again)",
-            retryable=True,
         )
         self.dataset_id = dataset_id
         self.filename = filename
@@ -323,7 +310,6 @@ class UploadUrlExpiredError(UploadError):
     `expired_import_id` is the import the expired URL belonged to, when known (it stays `uninitialised`).
     """
 
-    retryable_default = True
     expired_import_id: str | None = None
 
 
@@ -337,8 +323,6 @@ class UploadRejectedError(UploadError):
 
 class UploadFailedError(UploadError):
     """5xx or transport failures that outlasted the retries, or an upload whose outcome is unknown."""
-
-    retryable_default = True
 
 
 class FileChangedError(UploadError):

@@ -132,9 +132,15 @@ class RetryRule:
 
     calls: str
     retry_on: frozenset[Condition]
-    never: frozenset[Condition]
     ambiguous: frozenset[Condition]
     max_attempts: int
+    conditions: frozenset[Condition]
+    """Every condition this kind of call can meet."""
+
+    @property
+    def never(self) -> frozenset[Condition]:
+        """The conditions that end the call at once: neither retried nor ambiguous (derived, for the docs)."""
+        return self.conditions - self.retry_on - self.ambiguous
 
     def decide(self, condition: Condition) -> Decision:
         if condition in self.retry_on:
@@ -168,46 +174,37 @@ RETRY_TABLE: Final[Mapping[CallKind, RetryRule]] = {
     CallKind.READ: RetryRule(
         calls="GET dataset, import, migration, V3 status, workspaces, users/me, batches",
         retry_on=_READ_RETRY,
-        never=frozenset({Condition.HTTP_3XX, Condition.OTHER_4XX, Condition.OTHER_5XX}),
         ambiguous=frozenset(),
         max_attempts=5,
+        conditions=API_CONDITIONS,
     ),
     CallKind.CREATE: RetryRule(
         calls="POST dataset, PATCH schema",
         retry_on=NEVER_SENT,
-        never=frozenset({Condition.HTTP_3XX, Condition.HTTP_429, Condition.OTHER_4XX}),
         ambiguous=_AFTER_SENDING,
         max_attempts=5,
+        conditions=API_CONDITIONS,
     ),
     CallKind.UPLOAD_URL: RetryRule(
         calls="GET upload-url (creates an import)",
         retry_on=NEVER_SENT,
-        never=frozenset({Condition.HTTP_3XX, Condition.HTTP_429, Condition.OTHER_4XX}),
         ambiguous=_AFTER_SENDING,
         max_attempts=2,
+        conditions=API_CONDITIONS,
     ),
     CallKind.APPEND: RetryRule(
         calls="POST datapoints (idempotent per the docs)",
         retry_on=_READ_RETRY,
-        never=frozenset({Condition.HTTP_3XX, Condition.OTHER_4XX, Condition.OTHER_5XX}),
         ambiguous=frozenset(),
         max_attempts=5,
+        conditions=API_CONDITIONS,
     ),
     CallKind.S3_PUT: RetryRule(
         calls="PUT to the presigned upload URL (again from byte 0)",
         retry_on=NEVER_SENT | {Condition.WRITE_TIMEOUT, Condition.RESET, Condition.HTTP_500, Condition.HTTP_503},
-        never=frozenset(
-            {
-                Condition.HTTP_3XX,
-                Condition.OTHER_4XX,
-                Condition.SIGNATURE_MISMATCH,
-                Condition.URL_EXPIRED,
-                Condition.ENTITY_TOO_LARGE,
-                Condition.OTHER_5XX,
-            }
-        ),
         ambiguous=frozenset({Condition.READ_TIMEOUT}),
         max_attempts=5,
+        conditions=S3_CONDITIONS,
     ),
 }
 """The retry table. docs/retries.md shows the same rows; tests/api/test_retry.py keeps the two equal."""

@@ -301,7 +301,6 @@ def _transport_failure(exc: httpx2.HTTPError, target: UploadTarget) -> AttemptFa
         return UploadFailedError(
             f"the upload of {name} failed ({type(exc).__name__}); nothing was imported. Upload it again "
             "(upload_file); if this repeats, please report it",
-            retryable=False,
         )
     if condition is Condition.READ_TIMEOUT:
         return AttemptFailure(

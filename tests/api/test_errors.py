@@ -15,7 +15,6 @@ from prolific_mcp.api.errors import (
     FileChangedError,
     NotFoundError,
     PermissionDeniedError,
-    ProlificError,
     RateLimitedError,
     RedirectRefusedError,
     Resource,
@@ -149,7 +148,6 @@ def test_error_repr_and_attempts_note() -> None:
     error.note_attempts(3)
     error.note_attempts(3)
     assert str(error) == "Prolific failed (3 attempts)" and error.attempts == 3
-    assert error.retryable and not ProlificError("x").retryable
 
 
 def test_ambiguous_messages_say_what_to_check() -> None:
