@@ -87,7 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] == "sandbox":
-        from prolific_mcp.sandbox.server import main as sandbox_main
+        from prolific_mcp.sandbox.cli import main as sandbox_main
 
         return sandbox_main(args_list[1:])
     args = build_parser().parse_args(args_list)

@@ -14,11 +14,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from prolific_mcp.sandbox.cli import main
     from prolific_mcp.sandbox.clock import Clock
     from prolific_mcp.sandbox.config import Pace, SandboxConfig
     from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError, FaultRule, RequestLog, RequestRecord
+    from prolific_mcp.sandbox.harness import Sandbox
     from prolific_mcp.sandbox.process import SandboxProcess, SandboxProcessError
-    from prolific_mcp.sandbox.server import Sandbox, SandboxServer, SandboxStartError, main
+    from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError
 
 _WHERE = {
     "Clock": "clock",
@@ -31,10 +33,10 @@ _WHERE = {
     "RequestRecord": "faults",
     "SandboxProcess": "process",
     "SandboxProcessError": "process",
-    "Sandbox": "server",
-    "SandboxServer": "server",
-    "SandboxStartError": "server",
-    "main": "server",
+    "Sandbox": "harness",
+    "SandboxServer": "runtime",
+    "SandboxStartError": "runtime",
+    "main": "cli",
 }
 
 __all__ = [

@@ -11,20 +11,20 @@ from prolific_mcp.records import RecordRules
 
 GIB: Final = 1024**3
 DEFAULT_URL_LIFETIME: Final = 15 * 60.0
-"""Presigned upload URLs live 15 minutes (API.md §12.7)."""
+"""Presigned upload URLs live 15 minutes (docs/prolific-api.md)."""
 DEFAULT_MAX_OBJECT_SIZE: Final = 5 * GIB
 """S3's limit for a single PUT."""
 MAX_APPEND_RECORDS: Final = 1000
-"""Append-datapoints takes at most this many records per request (API.md §3.8)."""
+"""Append-datapoints takes at most this many records per request (docs/prolific-api.md)."""
 MAX_ERRORS: Final = 1000
-"""An import or migration lists at most this many errors; the counts stay exact (API.md §12.5)."""
+"""An import or migration lists at most this many errors; the counts stay exact (docs/prolific-api.md)."""
 MAX_APPEND_BYTES: Final = 16 * 1024 * 1024
 """Largest append-datapoints body accepted (1,000 records of up to ~16 KiB each)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Pace:
-    """How long an import stays in each non-terminal status at least (API.md §12.10), in real seconds.
+    """How long an import stays in each non-terminal status at least (docs/prolific-api.md), in real seconds.
 
     `queued` and `processing` are minimum durations, so a client polling every 0.2 s sees each status.
     `records_per_second`, when set, caps the processing rate, so progress (`processed_offset`) can be watched
@@ -64,7 +64,7 @@ class SandboxConfig:
     state_dir: Path
     pace: Pace = field(default_factory=Pace)
     token: str | None = None
-    """When set, the only API token accepted; otherwise any non-empty `Token <x>` is (API.md §12.13)."""
+    """When set, the only API token accepted; otherwise any non-empty `Token <x>` is (docs/prolific-api.md)."""
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     """Bearer token of the `/_sandbox/` admin routes."""
     port: int = 0

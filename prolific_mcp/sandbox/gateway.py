@@ -16,7 +16,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from prolific_mcp.sandbox.app import envelope
+from prolific_mcp.sandbox.api import envelope
 from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord, Server
 from prolific_mcp.sandbox.s3 import default_s3_error, send_bytes, xml_error

@@ -40,7 +40,8 @@ from prolific_mcp.records import (
 )
 from prolific_mcp.records.rules import checker_for
 from prolific_mcp.sandbox.config import MAX_APPEND_RECORDS, MAX_ERRORS, Pace
-from prolific_mcp.sandbox.store import Db, JobError, Store, UploadRow
+from prolific_mcp.sandbox.rows import JobError, StoredUpload
+from prolific_mcp.sandbox.store import Db, Store
 
 log = logging.getLogger("prolific_mcp.sandbox.importer")
 
@@ -137,7 +138,7 @@ class _ImportRun:
     def __init__(
         self,
         db: Db,
-        up: UploadRow,
+        up: StoredUpload,
         schema: Schema,
         rules: RecordRules,
         pace: Pace,
@@ -295,7 +296,7 @@ def _open_v3_csv(path: Path, stack: ExitStack) -> BinaryIO:
     return cast(BinaryIO, stack.enter_context(archive.open(sorted(names)[0])))
 
 
-def _process_v3(db: Db, up: UploadRow, path: Path, stop: threading.Event) -> WorkResult:
+def _process_v3(db: Db, up: StoredUpload, path: Path, stop: threading.Event) -> WorkResult:
     """A V3 upload replaces the dataset's datapoints with the CSV's rows (`META_` columns kept), all or nothing."""
     is_zip = up.filename.lower().endswith(".zip")
     if not is_zip and zipfile.is_zipfile(path):
@@ -416,7 +417,7 @@ def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: thr
 
 
 def append_records(db: Db, dataset_pk: int, body: bytes, rules: RecordRules) -> dict[str, Any]:
-    """Validate and store up to 1,000 JSONL records at once (API.md §3.8, §12.11); runs on the db thread."""
+    """Validate and store up to 1,000 JSONL records at once (docs/prolific-api.md); runs on the db thread."""
     dataset = db.dataset_by_pk(dataset_pk)
     assert dataset.schema is not None
     validator = RecordValidator(Schema.from_dict(dataset.schema), rules)

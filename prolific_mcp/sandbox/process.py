@@ -1,4 +1,4 @@
-"""The sandbox as a child process: how production code starts and stops it (DESIGN §2).
+"""The sandbox as a child process: how production code starts and stops it (docs/sandbox.md).
 
 `SandboxProcess.start()` runs `python -m prolific_mcp.sandbox` on ephemeral loopback ports, waits for its ready
 line, and hands back the URLs. The child exits when this process dies: it watches its standard input (a pipe
@@ -19,9 +19,9 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Any, Final
 
-from prolific_mcp.sandbox.protocol import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_ENV
+from prolific_mcp.sandbox.handshake import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_ENV
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parents[2]
 LOG_FILENAME: Final = "sandbox.log"
@@ -67,44 +67,20 @@ class SandboxProcess:
         self._lines: queue.Queue[str | None] = queue.Queue()
 
     @classmethod
-    def start(
-        cls,
-        state_dir: Path | str | None = None,
-        *,
-        pace: str = "default",
-        port: int = 0,
-        s3_port: int = 0,
-        token: str | None = None,
-        faults_file: Path | None = None,
-        log_path: Path | None = None,
-        ready_timeout: float = 30.0,
-        python: str | None = None,
-        store_only: bool = False,
-    ) -> SandboxProcess:
+    def start(cls, state_dir: Path | str | None = None, **options: Any) -> SandboxProcess:
         """Start the child and wait (at most `ready_timeout` s) until it answers; `state_dir=None`: a temp folder.
 
-        `store_only=True` runs it with `--store-only` (uploads are stored, never imported: for benchmarks).
-
-        The child's log goes to `log_path` (default: sandbox.log in the state folder), never to our stdout.
+        `options` are the constructor's (pace, port, s3_port, token, faults_file, log_path, ready_timeout, python,
+        store_only). `store_only=True` runs it with `--store-only` (uploads are stored, never imported: for
+        benchmarks). The child's log goes to `log_path` (default: sandbox.log in the state folder), never to our
+        stdout.
         """
         owns = state_dir is None
         folder = Path(tempfile.mkdtemp(prefix="prolific-sandbox-")) if state_dir is None else Path(state_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        proc = cls(
-            folder.resolve(),
-            pace=pace,
-            port=port,
-            s3_port=s3_port,
-            token=token,
-            faults_file=faults_file,
-            log_path=log_path,
-            ready_timeout=ready_timeout,
-            python=python,
-            owns_state_dir=owns,
-            store_only=store_only,
-        )
+        proc = cls(folder.resolve(), owns_state_dir=owns, **options)
         try:
-            proc._launch(port, s3_port)
+            proc._launch(proc.port, proc.s3_port)
         except BaseException:
             if owns:
                 shutil.rmtree(folder, ignore_errors=True)

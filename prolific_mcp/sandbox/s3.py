@@ -1,6 +1,6 @@
 """The fake S3: presigned upload URLs and the PUT that stores an object, enforcing what real S3 enforces.
 
-Checks, in this order (docs/sandbox.md, reliability matrix §2.3):
+Checks, in this order (docs/sandbox.md, docs/reliability.md):
 1. the presigned query parameters and the signature, which covers method, path, `Content-Type` and expiry
    → 403 `SignatureDoesNotMatch` (checked before anything else about the request);
 2. no `Authorization` header (one authentication mechanism per request) → 400 `InvalidArgument`;
@@ -31,7 +31,8 @@ from xml.sax.saxutils import escape
 from starlette.types import Receive, Scope, Send
 
 from prolific_mcp.sandbox.clock import Clock, amz_date, parse_amz_date, s3_time
-from prolific_mcp.sandbox.store import Db, Store, UploadRow
+from prolific_mcp.sandbox.rows import StoredUpload
+from prolific_mcp.sandbox.store import Db, Store
 
 log = logging.getLogger("prolific_mcp.sandbox.s3")
 
@@ -200,7 +201,7 @@ class S3App:
         signer: Signer,
         clock: Clock,
         max_object_size: int,
-        on_queued: Callable[[UploadRow], None],
+        on_queued: Callable[[StoredUpload], None],
     ) -> None:
         self.store = store
         self.signer = signer
@@ -296,7 +297,7 @@ class S3App:
         # Refusing before reading the body: close afterwards, as S3 does, rather than drain a large body.
         await send_bytes(send, status, headers, body, close=True)
 
-    async def _store_body(self, receive: Receive, upload: UploadRow, length: int) -> tuple[int, str] | None:
+    async def _store_body(self, receive: Receive, upload: StoredUpload, length: int) -> tuple[int, str] | None:
         """Stream the body to a temporary file and move it into place once complete; None if the client left."""
         final = self.store.object_path(upload.id)
         temp = final.with_name(f"{upload.id}.{secrets.token_hex(4)}.part")

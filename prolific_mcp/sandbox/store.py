@@ -4,7 +4,7 @@ Everything that must survive a restart lives here: the seeded user and workspace
 import jobs with their committed progress, migrations, datapoints, batches, and the signing secret of the fake S3.
 
 Datapoints are stored in `segments`: one row per committed chunk, holding the chunk's records in order as
-canonical JSON lines (the dataset's order is segment id, then line). Duplicate detection (API.md §12.6) uses
+canonical JSON lines (the dataset's order is segment id, then line). Duplicate detection (docs/prolific-api.md) uses
 `identities`, a digest-only uniqueness index: one 16-byte digest per distinct record of a V4 dataset. This keeps
 the per-record cost of an import to one index insert.
 
@@ -22,14 +22,21 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from prolific_mcp.sandbox.clock import Clock
+from prolific_mcp.sandbox.rows import (
+    SCHEMA_SQL,
+    DatasetRow,
+    JobError,
+    MigrationRow,
+    NextJob,
+    StoredUpload,
+)
 
 T = TypeVar("T")
 
@@ -39,97 +46,6 @@ BUSY_TIMEOUT_MS: Final = 30_000
 PAGE_SIZE: Final = 16 * 1024
 WAL_CHECKPOINT_PAGES: Final = 4096
 """Checkpoint the write-ahead log every 64 MiB (4,096 pages of 16 KiB)."""
-
-ImportStatus = Literal["uninitialised", "queued", "processing", "complete", "partial", "failed", "pending_schema"]
-ACTIVE_IMPORT_STATUSES: Final = ("queued", "processing")
-V3Status = Literal["UNINITIALISED", "PROCESSING", "READY", "ERROR"]
-
-SCHEMA_SQL: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY, first_name TEXT NOT NULL, last_name TEXT NOT NULL, email TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS workspaces (
-    pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, description TEXT NOT NULL,
-    owner TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS datasets (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    workspace_id TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    version INTEGER NOT NULL,
-    schema TEXT,
-    schema_revision INTEGER NOT NULL DEFAULT 0,
-    v3_status TEXT,
-    v3_filename TEXT,
-    v3_grouping INTEGER,
-    total INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS uploads (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    dataset_pk INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    file_key TEXT NOT NULL UNIQUE,
-    content_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    arrived_at REAL,
-    object_size INTEGER,
-    etag TEXT,
-    processing_started_at REAL,
-    processed_offset INTEGER NOT NULL DEFAULT 0,
-    accepted_seen INTEGER NOT NULL DEFAULT 0,
-    written_count INTEGER NOT NULL DEFAULT 0,
-    duplicate_seen INTEGER NOT NULL DEFAULT 0,
-    rejected_seen INTEGER NOT NULL DEFAULT 0,
-    error_count INTEGER NOT NULL DEFAULT 0,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS uploads_by_dataset ON uploads (dataset_pk, pk);
-CREATE TABLE IF NOT EXISTS migrations (
-    pk INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    dataset_pk INTEGER NOT NULL,
-    schema_revision INTEGER NOT NULL,
-    schema TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    arrived_at REAL NOT NULL,
-    started_at REAL,
-    progress INTEGER NOT NULL DEFAULT 0,
-    position INTEGER NOT NULL DEFAULT 0,
-    reprocessed_count INTEGER NOT NULL DEFAULT 0,
-    failed_count INTEGER NOT NULL DEFAULT 0,
-    error_count INTEGER NOT NULL DEFAULT 0,
-    reason TEXT
-);
-CREATE INDEX IF NOT EXISTS migrations_by_dataset ON migrations (dataset_pk, pk);
-CREATE TABLE IF NOT EXISTS job_errors (
-    job_id TEXT NOT NULL, n INTEGER NOT NULL, record_index INTEGER, field TEXT, reason TEXT,
-    PRIMARY KEY (job_id, n)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS segments (
-    id INTEGER PRIMARY KEY, dataset_pk INTEGER NOT NULL, count INTEGER NOT NULL, data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segments_by_dataset ON segments (dataset_pk, id);
-CREATE TABLE IF NOT EXISTS identities (
-    dataset_pk INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (dataset_pk, digest)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS batches (
-    pk INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL, workspace_id TEXT NOT NULL,
-    dataset_id TEXT, status TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS batches_by_workspace ON batches (workspace_id, pk);
-"""
 
 
 def new_uuid() -> str:
@@ -158,128 +74,6 @@ def connect(path: Path, *, cache_mib: int = 64) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
     return conn
-
-
-@dataclass(frozen=True, slots=True)
-class DatasetRow:
-    """One dataset as stored."""
-
-    pk: int
-    id: str
-    name: str
-    workspace_id: str
-    created_by: str
-    created_at: float
-    version: int
-    schema: dict[str, Any] | None
-    schema_revision: int
-    v3_status: str | None
-    v3_filename: str | None
-    v3_grouping: bool | None
-    total: int
-
-    @property
-    def has_schema(self) -> bool:
-        """True for a V4 dataset whose schema has at least one field (API.md §12.1)."""
-        return self.version == 4 and bool(self.schema and self.schema.get("fields"))
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> DatasetRow:
-        schema = row["schema"]
-        grouping = row["v3_grouping"]
-        return cls(
-            pk=row["pk"],
-            id=row["id"],
-            name=row["name"],
-            workspace_id=row["workspace_id"],
-            created_by=row["created_by"],
-            created_at=row["created_at"],
-            version=row["version"],
-            schema=orjson.loads(schema) if schema is not None else None,
-            schema_revision=row["schema_revision"],
-            v3_status=row["v3_status"],
-            v3_filename=row["v3_filename"],
-            v3_grouping=None if grouping is None else bool(grouping),
-            total=row["total"],
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UploadRow:
-    """One upload: a V4 import job (`kind` 'import') or a V3 upload (`kind` 'v3')."""
-
-    pk: int
-    id: str
-    dataset_pk: int
-    kind: str
-    filename: str
-    file_key: str
-    content_type: str
-    status: str
-    created_at: float
-    updated_at: float
-    expires_at: float
-    arrived_at: float | None
-    object_size: int | None
-    etag: str | None
-    processing_started_at: float | None
-    processed_offset: int
-    accepted_seen: int
-    written_count: int
-    duplicate_seen: int
-    rejected_seen: int
-    error_count: int
-    reason: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> UploadRow:
-        return cls(**{name: row[name] for name in cls.__slots__})
-
-
-@dataclass(frozen=True, slots=True)
-class MigrationRow:
-    """One schema migration job."""
-
-    pk: int
-    id: str
-    dataset_pk: int
-    schema_revision: int
-    schema: str
-    status: str
-    created_at: float
-    updated_at: float
-    arrived_at: float
-    started_at: float | None
-    progress: int
-    position: int
-    reprocessed_count: int
-    failed_count: int
-    error_count: int
-    reason: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> MigrationRow:
-        return cls(**{name: row[name] for name in cls.__slots__})
-
-
-@dataclass(frozen=True, slots=True)
-class JobError:
-    """One itemised error of an import, append or migration."""
-
-    record_index: int | None
-    field: str | None
-    reason: str | None
-
-    def to_dict(self) -> dict[str, object]:
-        return {"record_index": self.record_index, "field": self.field, "reason": self.reason}
-
-
-@dataclass(frozen=True, slots=True)
-class NextJob:
-    """The next piece of work on a dataset: an import (or V3 upload) or a migration."""
-
-    kind: Literal["upload", "migration"]
-    pk: int
 
 
 class Db:
@@ -471,7 +265,7 @@ class Db:
 
     # uploads ----------------------------------------------------------------------------------------------------
 
-    def create_upload(self, dataset: DatasetRow, filename: str, content_type: str, expires_at: float) -> UploadRow:
+    def create_upload(self, dataset: DatasetRow, filename: str, content_type: str, expires_at: float) -> StoredUpload:
         """A new upload in `uninitialised`, with its own object key (one per call, as on Prolific)."""
         upload_id = new_uuid()
         kind = "import" if dataset.version == 4 else "v3"
@@ -488,23 +282,23 @@ class Db:
         assert found is not None
         return found
 
-    def upload(self, upload_id: str) -> UploadRow | None:
+    def upload(self, upload_id: str) -> StoredUpload | None:
         row = self.conn.execute("SELECT * FROM uploads WHERE id = ?", (upload_id,)).fetchone()
-        return None if row is None else UploadRow.from_row(row)
+        return None if row is None else StoredUpload.from_row(row)
 
-    def upload_by_pk(self, pk: int) -> UploadRow:
-        return UploadRow.from_row(self.conn.execute("SELECT * FROM uploads WHERE pk = ?", (pk,)).fetchone())
+    def upload_by_pk(self, pk: int) -> StoredUpload:
+        return StoredUpload.from_row(self.conn.execute("SELECT * FROM uploads WHERE pk = ?", (pk,)).fetchone())
 
-    def upload_by_key(self, file_key: str) -> UploadRow | None:
+    def upload_by_key(self, file_key: str) -> StoredUpload | None:
         row = self.conn.execute("SELECT * FROM uploads WHERE file_key = ?", (file_key,)).fetchone()
-        return None if row is None else UploadRow.from_row(row)
+        return None if row is None else StoredUpload.from_row(row)
 
-    def imports_of(self, dataset_pk: int) -> list[UploadRow]:
+    def imports_of(self, dataset_pk: int) -> list[StoredUpload]:
         """The dataset's V4 import jobs, most recent first."""
         rows = self.conn.execute(
             "SELECT * FROM uploads WHERE dataset_pk = ? AND kind = 'import' ORDER BY pk DESC", (dataset_pk,)
         ).fetchall()
-        return [UploadRow.from_row(r) for r in rows]
+        return [StoredUpload.from_row(r) for r in rows]
 
     def errors_of(self, job_id: str) -> list[JobError]:
         rows = self.conn.execute(
@@ -554,7 +348,7 @@ class Db:
         ).fetchone()
         return None if row is None else NextJob(row[0], row[1])
 
-    def start_upload(self, upload_pk: int) -> UploadRow:
+    def start_upload(self, upload_pk: int) -> StoredUpload:
         """Move a queued upload to `processing` (a resumed one keeps its start time and progress)."""
         now = self.clock.now()
         with self.transaction() as c:
@@ -573,7 +367,7 @@ class Db:
                 (reason, self.clock.now(), upload_pk),
             )
 
-    def finish_upload(self, upload_pk: int, failure: str | None) -> UploadRow:
+    def finish_upload(self, upload_pk: int, failure: str | None) -> StoredUpload:
         """Write the terminal status of an import from its committed counters.
 
         `complete`: nothing rejected; `partial`: some accepted, some rejected; `failed`: `failure` (the file as

@@ -1,11 +1,11 @@
-"""JSON shapes of the sandbox's resources, as API.md §2 and §4 describe Prolific's."""
+"""JSON shapes of the sandbox's resources, as Prolific's documentation describes them (docs/prolific-api.md)."""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
 from prolific_mcp.sandbox.clock import iso
-from prolific_mcp.sandbox.store import DatasetRow, JobError, MigrationRow, UploadRow
+from prolific_mcp.sandbox.rows import DatasetRow, JobError, MigrationRow, StoredUpload
 
 TERMINAL_WITH_COUNTS: Final = ("complete", "partial", "failed")
 
@@ -44,8 +44,8 @@ def workspace_view(ws: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def import_view(up: UploadRow, dataset_id: str, errors: list[JobError]) -> dict[str, Any]:
-    """A DatasetImportJob (API.md §2.4) with the live progress counters."""
+def import_view(up: StoredUpload, dataset_id: str, errors: list[JobError]) -> dict[str, Any]:
+    """A DatasetImportJob (docs/prolific-api.md) with the live progress counters."""
     out: dict[str, Any] = {
         "dataset_id": dataset_id,
         "import_id": up.id,
@@ -72,9 +72,9 @@ def import_view(up: UploadRow, dataset_id: str, errors: list[JobError]) -> dict[
 
 
 def dataset_view(
-    ds: DatasetRow, imports: list[UploadRow] | None = None, errors: dict[str, list[JobError]] | None = None
+    ds: DatasetRow, imports: list[StoredUpload] | None = None, errors: dict[str, list[JobError]] | None = None
 ) -> dict[str, Any]:
-    """An AITaskBuilderDataset (API.md §2.2): V4 with `schema` and `imports`, V3 with `status` and `filename`."""
+    """An AITaskBuilderDataset (docs/prolific-api.md): V4 with `schema` and `imports`, V3 with `status`, `filename`."""
     out: dict[str, Any] = {
         "id": ds.id,
         "name": ds.name,
@@ -100,7 +100,7 @@ def dataset_view(
 
 
 def migration_view(job: MigrationRow, dataset_id: str, errors: list[JobError]) -> dict[str, Any]:
-    """A schema migration job (API.md §3.3)."""
+    """A schema migration job (docs/prolific-api.md)."""
     out: dict[str, Any] = {
         "dataset_id": dataset_id,
         "job_id": job.id,

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from prolific_mcp.sandbox import SandboxProcess, SandboxProcessError
+from prolific_mcp.sandbox.handshake import READY_LINE
 from prolific_mcp.sandbox.process import PACKAGE_ROOT
-from prolific_mcp.sandbox.server import READY_LINE
 
 from .support import DATASETS, create_dataset, get_dataset, import_and_wait, jsonl, record, wait_for
 

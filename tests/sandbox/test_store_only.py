@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx2
 
 from prolific_mcp.sandbox import Sandbox, SandboxProcess
-from prolific_mcp.sandbox.server import build_parser
+from prolific_mcp.sandbox.cli import build_parser
 
 from .conftest import client
 from .support import create_dataset, get_import, jsonl, record, upload

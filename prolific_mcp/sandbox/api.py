@@ -1,8 +1,7 @@
 """The emulated Prolific API (Starlette): datasets, imports, migrations, append, workspaces, users, batches.
 
-Also the loopback-only admin routes under `/_sandbox/` (fault plan, request log, clock, seeding), which need
-`Authorization: Bearer <admin token>`. Paths, methods, status codes and the error envelope follow API.md;
-where it is silent, §12 decides, and docs/sandbox.md lists the sandbox's own choices.
+Paths, methods, status codes and the error envelope follow Prolific's documentation (docs/prolific-api.md); where it
+is silent, docs/sandbox.md lists the sandbox's own choices. The `/_sandbox/` admin routes are in `admin.py`.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ import hmac
 import math
 import os
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -26,11 +25,12 @@ from starlette.routing import Match, Route
 from prolific_mcp.records import CONTENT_TYPES, Schema, schema_problems
 from prolific_mcp.sandbox.clock import Clock, iso
 from prolific_mcp.sandbox.config import MAX_APPEND_BYTES, SandboxConfig
-from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError, RequestLog
+from prolific_mcp.sandbox.faults import FaultPlan, RequestLog
 from prolific_mcp.sandbox.importer import AppendError, append_records
 from prolific_mcp.sandbox.jobs import Scheduler
+from prolific_mcp.sandbox.rows import DatasetRow
 from prolific_mcp.sandbox.s3 import Signer
-from prolific_mcp.sandbox.store import DatasetRow, Db, Store
+from prolific_mcp.sandbox.store import Db, Store
 from prolific_mcp.sandbox.views import (
     batch_view,
     dataset_view,
@@ -57,7 +57,6 @@ ERROR_CODES: Final = {
     422: 142200,
     429: 142900,
 }
-LOOPBACK_HOSTS: Final = ("127.0.0.1", "::1", "localhost")
 
 Detail = str | list[str] | dict[str, list[str]]
 
@@ -78,7 +77,7 @@ def error_code_for(status: int) -> int:
 
 
 def envelope(status: int, detail: Detail, title: str | None = None) -> dict[str, Any]:
-    """Prolific's error body (API.md §1.1)."""
+    """Prolific's error body (docs/prolific-api.md)."""
     phrase = title
     if phrase is None:
         try:
@@ -113,13 +112,12 @@ class Context:
     workspace_id: str
     api_url: str = ""
     s3_url: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
 
 
-def _check_token(request: Request, ctx: Context) -> None:
+def check_token(request: Request, ctx: Context) -> None:
     header = request.headers.get("authorization")
     if not header:
         raise ApiError(401, "Authentication credentials were not provided: send 'Authorization: Token <API token>'.")
@@ -135,27 +133,14 @@ def _check_token(request: Request, ctx: Context) -> None:
         raise ApiError(401, "Invalid token.")
 
 
-def _check_admin(request: Request, ctx: Context) -> None:
-    client = request.client
-    if client is None or client.host not in LOOPBACK_HOSTS:
-        raise ApiError(403, "the sandbox admin routes answer loopback clients only")
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), ctx.config.admin_token.encode()):
-        raise ApiError(
-            401,
-            "the sandbox admin routes need 'Authorization: Bearer <admin token>' (the token printed in the ready "
-            "line, or given with --admin-token)",
-        )
+def endpoint_of(
+    ctx: Context, handler: Handler, check: Callable[[Request, Context], None]
+) -> Callable[[Request], Awaitable[Response]]:
+    """`handler` as a Starlette endpoint: `check` first (the token), then ApiErrors answered in Prolific's envelope."""
 
-
-def _wrap(ctx: Context, handler: Handler, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
-            if admin:
-                _check_admin(request, ctx)
-            else:
-                _check_token(request, ctx)
+            check(request, ctx)
             return await handler(request, ctx)
         except ApiError as exc:
             return error_response(exc.status, exc.detail, exc.title)
@@ -163,7 +148,7 @@ def _wrap(ctx: Context, handler: Handler, *, admin: bool = False) -> Callable[[R
     return endpoint
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = orjson.loads(raw) if raw.strip() else None
@@ -268,7 +253,7 @@ async def get_workspace(request: Request, ctx: Context) -> Response:
 
 
 async def create_dataset(request: Request, ctx: Context) -> Response:
-    body = await _json_object(request)
+    body = await json_object(request)
     name, workspace_id = body.get("name"), body.get("workspace_id")
     detail: dict[str, list[str]] = {}
     if not isinstance(name, str) or not name.strip():
@@ -302,7 +287,7 @@ async def get_dataset(request: Request, ctx: Context) -> Response:
 
 async def patch_dataset(request: Request, ctx: Context) -> Response:
     ds = await _dataset(ctx, request.path_params["dataset_id"])
-    body = await _json_object(request)
+    body = await json_object(request)
     if ds.version == 3:
         raise ApiError(
             400,
@@ -480,97 +465,14 @@ async def list_batches(request: Request, ctx: Context) -> Response:
     return json_response({"results": results, "meta": {"count": len(results)}})
 
 
-# admin ------------------------------------------------------------------------------------------------------------
-
-
-async def admin_info(request: Request, ctx: Context) -> Response:
-    return json_response(
-        {
-            "url": ctx.api_url,
-            "s3_url": ctx.s3_url,
-            "state_dir": str(ctx.config.state_dir),
-            "workspace_id": ctx.workspace_id,
-            "user_id": ctx.user_id,
-            "pace": ctx.config.pace.name,
-            "store_only": ctx.config.store_only,
-            "clock_offset": ctx.clock.offset,
-        }
-    )
-
-
-async def admin_faults(request: Request, ctx: Context) -> Response:
-    if request.method == "DELETE":
-        return json_response({"cleared": ctx.faults.clear()})
-    if request.method in ("POST", "PUT"):
-        body = await _json_object(request)
-        try:
-            added = ctx.faults.load(body, replace=request.method == "PUT")
-        except FaultPlanError as exc:
-            raise ApiError(400, str(exc)) from None
-        return json_response({"added": [r.to_dict() for r in added]}, 201 if request.method == "POST" else 200)
-    return json_response(
-        {"faults": [r.to_dict() for r in ctx.faults.rules()], "unused": [r.to_dict() for r in ctx.faults.unused()]}
-    )
-
-
-async def admin_requests(request: Request, ctx: Context) -> Response:
-    if request.method == "DELETE":
-        count = len(ctx.requests)
-        ctx.requests.clear()
-        return json_response({"cleared": count})
-    return json_response({"requests": [r.to_dict() for r in list(ctx.requests)]})
-
-
-async def admin_clock(request: Request, ctx: Context) -> Response:
-    if request.method == "POST":
-        body = await _json_object(request)
-        seconds = body.get("advance")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise ApiError(400, {"advance": ["The number of seconds to move the clock forward is required."]})
-        ctx.clock.advance(float(seconds))
-    now = ctx.clock.now()
-    return json_response({"now": iso(now), "offset": ctx.clock.offset})
-
-
-async def admin_batches(request: Request, ctx: Context) -> Response:
-    body = await _json_object(request)
-    workspace_id = body.get("workspace_id") or ctx.workspace_id
-    dataset_id = body.get("dataset_id")
-    name = body.get("name") or "Sandbox batch"
-    status = body.get("status") or "UNINITIALISED"
-    if not all(isinstance(v, str) for v in (workspace_id, name, status)) or not (
-        dataset_id is None or isinstance(dataset_id, str)
-    ):
-        raise ApiError(400, "workspace_id, dataset_id, name and status must be strings.")
-
-    def create(db: Db) -> dict[str, Any]:
-        batch = db.create_batch(workspace_id, dataset_id, name, status)
-        return batch_view(batch, db.datasets_by_id([dataset_id] if dataset_id else []))
-
-    return json_response(await ctx.store.run(create), 201)
-
-
-async def admin_workspaces(request: Request, ctx: Context) -> Response:
-    body = await _json_object(request)
-    title = body.get("title")
-    if not isinstance(title, str) or not title.strip():
-        raise ApiError(400, {"title": ["This field is required."]})
-    description = body.get("description") or ""
-
-    def create(db: Db) -> dict[str, Any]:
-        return workspace_view(db.create_workspace(title.strip(), str(description)), db.user())
-
-    return json_response(await ctx.store.run(create), 201)
-
-
 # the app ----------------------------------------------------------------------------------------------------------
 
 
-def build_api_app(ctx: Context) -> Starlette:
-    """The API port's ASGI app."""
+def build_api_app(ctx: Context, extra_routes: Sequence[Route] = ()) -> Starlette:
+    """The API port's ASGI app: the emulated API, plus `extra_routes` (the admin routes)."""
 
-    def route(path: str, handler: Handler, methods: list[str], *, admin: bool = False) -> Route:
-        return Route(path, _wrap(ctx, handler, admin=admin), methods=methods)
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        return Route(path, endpoint_of(ctx, handler, check_token), methods=methods)
 
     routes = [
         route("/api/v1/users/me/", users_me, ["GET"]),
@@ -585,12 +487,7 @@ def build_api_app(ctx: Context) -> Starlette:
         route(DATASETS + "/{dataset_id}/schema-migrations/{job_id}", get_migration, ["GET"]),
         route(DATASETS + "/{dataset_id}/datapoints", append_datapoints, ["POST"]),
         route("/api/v1/data-collection/batches", list_batches, ["GET"]),
-        route("/_sandbox/info", admin_info, ["GET"], admin=True),
-        route("/_sandbox/faults", admin_faults, ["GET", "POST", "PUT", "DELETE"], admin=True),
-        route("/_sandbox/requests", admin_requests, ["GET", "DELETE"], admin=True),
-        route("/_sandbox/clock", admin_clock, ["GET", "POST"], admin=True),
-        route("/_sandbox/batches", admin_batches, ["POST"], admin=True),
-        route("/_sandbox/workspaces", admin_workspaces, ["POST"], admin=True),
+        *extra_routes,
     ]
 
     async def http_error(request: Request, exc: Exception) -> Response:

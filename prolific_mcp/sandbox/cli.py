@@ -1,0 +1,188 @@
+"""The sandbox's command line: `prolific-datasets-mcp sandbox ...` and `python -m prolific_mcp.sandbox ...`.
+
+It prints one ready line to stdout when both ports answer (`handshake.READY_LINE` parses it), logs to stderr, and
+runs until SIGINT or SIGTERM, or, with --parent-pid / --exit-on-stdin-eof, until the process that started it goes
+away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from prolific_mcp.sandbox.config import DEFAULT_MAX_OBJECT_SIZE, DEFAULT_URL_LIFETIME, Pace, SandboxConfig
+from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError
+from prolific_mcp.sandbox.handshake import ADMIN_TOKEN_ENV, CONFIGURED_ADMIN, READY_PREFIX, TEMP_NOTE, TOKEN_ENV
+from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError, load_fault_file
+
+log = logging.getLogger("prolific_mcp.sandbox")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prolific-datasets-mcp sandbox",
+        description=(
+            "Run the local emulator of Prolific's AI Task Builder datasets API and its presigned-upload store "
+            "(fake S3), on 127.0.0.1. Nothing reaches Prolific."
+        ),
+    )
+    parser.add_argument("--port", type=int, default=0, help="API port (default 0: an ephemeral port)")
+    parser.add_argument("--s3-port", type=int, default=0, help="fake S3 port (default 0: an ephemeral port)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="state folder (kept between runs); default: a fresh temporary folder"
+    )
+    parser.add_argument("--faults", type=Path, metavar="PLAN.json", help="a fault plan to start with (docs/sandbox.md)")
+    parser.add_argument(
+        "--pace",
+        choices=("default", "fast"),
+        default="default",
+        help="default: imports stay >=0.3 s queued and >=0.5 s processing; fast: no waiting",
+    )
+    parser.add_argument("--token", help=f"accept only this API token (default: any non-empty token; env {TOKEN_ENV})")
+    parser.add_argument(
+        "--admin-token", help=f"bearer token of the /_sandbox/ admin routes (default: generated; env {ADMIN_TOKEN_ENV})"
+    )
+    parser.add_argument(
+        "--url-lifetime", type=float, default=DEFAULT_URL_LIFETIME, help="seconds an upload URL stays valid (900)"
+    )
+    parser.add_argument(
+        "--max-object-size", type=int, default=DEFAULT_MAX_OBJECT_SIZE, help="largest PUT in bytes (5 GiB)"
+    )
+    parser.add_argument(
+        "--store-only",
+        action="store_true",
+        help="store uploaded files but never process their imports (they stay queued): for benchmarks of the wire",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--parent-pid", type=int, help="exit when the process with this id is no longer this process's parent"
+    )
+    parser.add_argument(
+        "--exit-on-stdin-eof", action="store_true", help="exit when standard input is closed (the parent went away)"
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, state_dir: Path, admin_token: str | None) -> SandboxConfig:
+    """The SandboxConfig the command line asks for (ValueError says what is wrong)."""
+    fields: dict[str, Any] = {
+        "state_dir": state_dir,
+        "pace": Pace.parse(args.pace),
+        "token": args.token or os.environ.get(TOKEN_ENV) or None,
+        "port": args.port,
+        "s3_port": args.s3_port,
+        "url_lifetime": args.url_lifetime,
+        "max_object_size": args.max_object_size,
+        "access_log": args.access_log,
+        "store_only": args.store_only,
+    }
+    if admin_token is not None:
+        fields["admin_token"] = admin_token
+    return SandboxConfig(**fields)
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    if level != "debug":
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+
+
+def ready_line(server: SandboxServer, *, temporary: bool, admin_generated: bool) -> str:
+    """The line printed on stdout once the sandbox answers (READY_LINE parses it)."""
+    note = f", {TEMP_NOTE}" if temporary else ""
+    admin = server.config.admin_token if admin_generated else CONFIGURED_ADMIN
+    return (
+        f"{READY_PREFIX}{server.url} (fake S3 at {server.s3_url}, state in {server.config.state_dir}{note}; "
+        f"admin token {admin})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox from the command line until SIGINT/SIGTERM; 0 on a clean stop, 1 or 2 on errors."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        plan = load_fault_file(args.faults) if args.faults is not None else FaultPlan()
+    except FaultPlanError as exc:
+        print(f"prolific sandbox: {exc}", file=sys.stderr)
+        return 2
+    temporary = args.state_dir is None
+    state_dir = Path(tempfile.mkdtemp(prefix="prolific-sandbox-")) if temporary else args.state_dir
+    admin_token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    try:
+        config = config_from_args(args, state_dir.resolve(), admin_token)
+    except ValueError as exc:
+        print(f"prolific sandbox: {exc}", file=sys.stderr)
+        return 2
+    server = SandboxServer(config, faults=plan)
+
+    def on_ready(s: SandboxServer) -> None:
+        print(ready_line(s, temporary=temporary, admin_generated=admin_token is None), flush=True)
+
+    try:
+        asyncio.run(_run_cli(server, on_ready, args.parent_pid, args.exit_on_stdin_eof))
+    except SandboxStartError as exc:
+        print(f"prolific sandbox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if temporary:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    return 0
+
+
+async def _run_cli(
+    server: SandboxServer,
+    on_ready: Callable[[SandboxServer], None],
+    parent_pid: int | None,
+    exit_on_stdin_eof: bool,
+) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, server.request_stop)
+        except (NotImplementedError, RuntimeError):  # Windows
+            signal.signal(sig, lambda *_: server.request_stop())
+    if exit_on_stdin_eof:
+        threading.Thread(target=_watch_stdin, args=(server,), name="stdin-watch", daemon=True).start()
+    async with anyio.create_task_group() as tg:
+        if parent_pid is not None:
+            tg.start_soon(_watch_parent, server, parent_pid)
+        await server.serve(on_ready)
+        tg.cancel_scope.cancel()
+
+
+def _watch_stdin(server: SandboxServer) -> None:
+    # os.read on the descriptor: a daemon thread blocked in sys.stdin.buffer would hold its lock at exit.
+    with contextlib.suppress(OSError, ValueError):
+        fd = sys.stdin.fileno()
+        while os.read(fd, 65536):
+            pass
+    log.info("standard input closed: stopping")
+    server.request_stop()
+
+
+async def _watch_parent(server: SandboxServer, parent_pid: int) -> None:
+    # Nothing signals a parent's death to its child: poll (the stdin watch usually notices first).
+    while os.getppid() == parent_pid:  # noqa: ASYNC110
+        await anyio.sleep(0.5)
+    log.info("parent process %d went away: stopping", parent_pid)
+    server.request_stop()
