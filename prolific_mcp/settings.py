@@ -69,6 +69,45 @@ class ConfigurationError(Exception):
     """The configuration cannot work; the message names the setting and what to do."""
 
 
+class StateDirError(ConfigurationError):
+    """The state directory (PROLIFIC_MCP_STATE_DIR) cannot be created or written; the message says what to do."""
+
+
+MAX_SHOWN_PATH = 200
+"""The most characters of a path any message repeats (the middle gives way to an ellipsis)."""
+
+
+def shown_path(path: object, limit: int = MAX_SHOWN_PATH) -> str:
+    """A path as a message may repeat it: at most `limit` characters, keeping its start and its end."""
+    text = str(path)
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
+
+
+def prepare_state_dir(folder: Path) -> Path:
+    """Create a state folder `0700` (and any missing parent), make an existing one of ours `0700`, and check it
+    takes a file; a StateDirError names PROLIFIC_MCP_STATE_DIR and what to do."""
+    try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for part in reversed(missing):
+            part.mkdir(mode=0o700, exist_ok=True)
+        st = folder.stat()
+        if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & 0o077:
+            folder.chmod(0o700)
+        probe = folder / f".probe-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise StateDirError(
+            f"the state directory {shown_path(folder)} cannot be used ({reason}): the upload ledger lives there. "
+            "Make it writable, or set PROLIFIC_MCP_STATE_DIR to a folder you can write to, and restart the server"
+        ) from None
+    return folder
+
+
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
     """The platform's user state directory plus `prolific-datasets-mcp`."""
     env = os.environ if env is None else env

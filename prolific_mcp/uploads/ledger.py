@@ -1,32 +1,130 @@
-"""The local ledger (DESIGN §5): what this machine uploaded and which datasets it knows, in SQLite.
+"""The local ledger (docs/architecture.md, The ledger): what this machine uploaded and which datasets it knows.
 
-Several server processes (Claude Code and Cursor at once) may share one ledger: WAL mode, a busy timeout, and
-every write in its own short transaction; no process assumes it is alone. Presigned URLs are never stored.
+SQLite in the state directory. Several server processes (Claude Code and Cursor at once) may share one ledger:
+WAL mode, a busy timeout, and every write in its own short transaction; no process assumes it is alone.
+Presigned URLs are never stored. The folder is `0700` and the database files `0600`.
+
+An upload row moves through these states (one row per attempt, keyed by origin, account, dataset, sha256, size):
+
+- `claimed`: a process took the key (`Ledger.claim`) and is about to ask for an upload URL; no import yet.
+- `url_issued` → `uploading` → `uploaded`: the import id is recorded before a byte is sent.
+- terminal: `complete`, `partial`, `failed`, `pending_schema`; or `cancelled`, `orphaned` (abandoned).
+
+`claim` decides, in one `BEGIN IMMEDIATE` transaction, who uploads: however many calls and processes race for
+one key, exactly one becomes the owner; the others attach to the owner's row. A row in `claimed`, `url_issued`
+or `uploading` whose owner process (pid and start time) has died is taken over: it becomes `orphaned` and the
+new claim names it, so its import can be reported.
+
+At open, the ledger's integrity is checked (`PRAGMA quick_check`); a damaged file (or a directory in its place)
+is moved aside with a timestamp suffix and a fresh ledger is started; `take_notice()` gives the sentence to show
+once, `recovery` keeps it for `doctor`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
+import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+if sys.platform != "win32":
+    import fcntl
+
+from prolific_mcp.settings import StateDirError, prepare_state_dir, shown_path
+
 UploadState = Literal[
-    "url_issued", "uploading", "uploaded", "complete", "partial", "failed", "pending_schema", "cancelled", "orphaned"
+    "claimed",
+    "url_issued",
+    "uploading",
+    "uploaded",
+    "complete",
+    "partial",
+    "failed",
+    "pending_schema",
+    "cancelled",
+    "orphaned",
 ]
 TERMINAL_STATES: Final = frozenset({"complete", "partial", "failed", "pending_schema"})
+IN_FLIGHT_STATES: Final = frozenset({"claimed", "url_issued", "uploading"})
+"""States in which the owner process is between its claim and the end of its PUT."""
+FINISHED_STATES: Final = frozenset({"complete", "partial", "pending_schema"})
 DatasetSource = Literal["created", "touched", "batch"]
+OwnerState = Literal["self", "alive", "dead", "unknown"]
 
-SCHEMA_VERSION: Final = 1
-OWNER: Final = f"{socket.gethostname()}:{os.getpid()}"
-"""This process, as the ledger records who started an upload."""
+SCHEMA_VERSION: Final = 2
+UNKNOWN_OWNER_GRACE_SECONDS: Final = 120.0
+"""A row whose owner cannot be checked (another host) counts as live this long after its last change."""
+CLAIM_GRACE_SECONDS: Final = 120.0
+"""A `claimed` row of this very process older than this (no URL asked for) counts as abandoned."""
+DB_FILE_MODE: Final = 0o600
+MOVED_ASIDE_MARK: Final = ".damaged-"
+
+
+def _start_marker(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, Linux), so a reused pid is not taken for the owner."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = data.rpartition(b")")[2].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+_START: Final = _start_marker(os.getpid())
+OWNER: Final = f"{socket.gethostname()}:{os.getpid()}" + (f"@{_START}" if _START else "")
+"""This process, as the ledger records who owns an upload: `host:pid@start` (`@start` where it can be told)."""
+
+
+def owner_state(owner: str | None) -> OwnerState:
+    """Whether the process that wrote `owner` is this one, alive, dead, or cannot be told (another host)."""
+    if not owner or ":" not in owner:
+        return "unknown"
+    host, _, rest = owner.rpartition(":")
+    pid_text, _, start = rest.partition("@")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return "unknown"
+    pid = int(pid_text)
+    if pid == os.getpid() and (not start or start == _START):
+        return "self"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "dead"
+    except PermissionError:
+        pass
+    except OSError:
+        return "unknown"
+    if start:
+        now = _start_marker(pid)
+        if now is not None and now != start:
+            return "dead"  # the pid was reused by another process
+    if pid == os.getpid():
+        return "dead"  # an earlier process with this pid
+    return "alive"
+
+
+class LedgerError(RuntimeError):
+    """The ledger could not be read or written; the message says where and what to do."""
+
+
+class ClaimLost(LedgerError):
+    """Another process took over this claim (it judged this one abandoned)."""
+
+
+_HELD: set[tuple[str, int]] = set()
+"""(ledger file, row id) of the claims this process holds and has not finished: live, not abandoned."""
+_HELD_LOCK = threading.Lock()
 _DDL: Final = """
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY,
@@ -97,24 +195,61 @@ class UploadRow:
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    @property
+    def owner_state(self) -> OwnerState:
+        """Whether the owner process is this one, alive, dead, or cannot be told."""
+        return owner_state(self.owner)
+
     def owner_alive(self) -> bool | None:
         """Whether the process that started this upload still runs: None when it cannot be told (another host,
-        or no owner recorded)."""
-        if not self.owner or ":" not in self.owner:
+        or no owner recorded); False for this process (its live uploads are in its upload manager)."""
+        state = self.owner_state
+        if state == "unknown":
             return None
-        host, _, pid_text = self.owner.rpartition(":")
-        if host != socket.gethostname() or not pid_text.isdigit():
-            return None
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return False  # this process: a live upload would be in its upload manager, not only in the ledger
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return state == "alive"
+
+
+ClaimStatus = Literal["owner", "in_flight", "uploaded", "finished"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `Ledger.claim` decided for one key.
+
+    - `owner`: this call owns `row` (state `claimed`): ask for the upload URL, then `record_import`, or `release`
+      if it stops before asking.
+    - `in_flight`: another call or process owns `row` and is alive: attach to it (follow `row.import_id` once
+      the row has one: re-read it with `Ledger.upload`), never upload the file again.
+    - `uploaded`: the file was PUT; watch `row.import_id`.
+    - `finished`: `row` holds a stored outcome (`complete`, `partial`, `pending_schema`).
+    """
+
+    status: ClaimStatus
+    row: UploadRow
+    superseded: UploadRow | None = None
+    """An abandoned row this claim took over (now `orphaned`): its import, if any, is to be checked/reported."""
+
+    @property
+    def won(self) -> bool:
+        return self.status == "owner"
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """A damaged ledger found at open: what was wrong, where it was moved, and when."""
+
+    problem: str
+    moved_to: Path | None
+    at: float
+
+    @property
+    def sentence(self) -> str:
+        where = f" and was moved aside to {shown_path(self.moved_to)}" if self.moved_to is not None else ""
+        return (
+            f"The local upload ledger was damaged ({self.problem}){where}; a fresh ledger was started, so uploads "
+            "made before are not remembered: uploading the same file again would import it again (check the "
+            "dataset with get_dataset first)."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,22 +267,54 @@ class Ledger:
     """SQLite-backed; safe to share between threads of one process and between processes."""
 
     def __init__(self, path: Path, *, busy_timeout: float = 10.0, clock: Any = time.time) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction() as db:
-            for statement in filter(str.strip, _DDL.split(";")):
-                db.execute(statement)
-            columns = {r["name"] for r in db.execute("PRAGMA table_info(uploads)")}
-            if "owner" not in columns:  # a ledger written before the owner was recorded
-                db.execute("ALTER TABLE uploads ADD COLUMN owner TEXT")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._notice: str | None = None
+        self.recovery: Recovery | None = None
+        """Set when the ledger found at open was damaged and replaced (for doctor and the next result)."""
+        prepare_state_dir(path.parent)
+        self._held_key = os.path.abspath(path)
+        with _file_lock(path):
+            problem = damage(path, busy_timeout)
+            if problem is not None:
+                moved = _move_aside(path, clock())
+                self.recovery = Recovery(problem, moved, clock())
+                self._notice = self.recovery.sentence
+            self._db = self._connect(busy_timeout)
+        _make_private(path)
+
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        path = self.path
+        try:
+            if not path.exists():
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), DB_FILE_MODE))
+            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, _DDL.split(";")):
+                    db.execute(statement)
+                columns = {r["name"] for r in db.execute("PRAGMA table_info(uploads)")}
+                if "owner" not in columns:  # a ledger written before the owner was recorded
+                    db.execute("ALTER TABLE uploads ADD COLUMN owner TEXT")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise _state_dir_error(path, exc) from None
+        return db
+
+    def take_notice(self) -> str | None:
+        """The sentence about a damaged ledger replaced at open: returned once, then None."""
+        with self._lock:
+            notice, self._notice = self._notice, None
+        return notice
 
     def close(self) -> None:
         with self._lock:
@@ -156,17 +323,40 @@ class Ledger:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _state_dir_error(self.path, exc) from None
             try:
                 yield self._db
+            except sqlite3.OperationalError as exc:
+                self._db.execute("ROLLBACK")
+                raise _state_dir_error(self.path, exc) from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise _state_dir_error(self.path, exc) from None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._db.execute(sql, params))
+
+    def _hold(self, row_id: int) -> None:
+        with _HELD_LOCK:
+            _HELD.add((self._held_key, row_id))
+
+    def _drop(self, row_id: int) -> None:
+        with _HELD_LOCK:
+            _HELD.discard((self._held_key, row_id))
+
+    def _holds(self, row_id: int) -> bool:
+        with _HELD_LOCK:
+            return (self._held_key, row_id) in _HELD
 
     # ----- uploads -----
 
@@ -178,6 +368,106 @@ class Ledger:
             (key.origin, key.account_id, key.dataset_id, key.sha256, key.size),
         )
         return _upload(rows[0]) if rows else None
+
+    def upload(self, row_id: int) -> UploadRow | None:
+        """One upload row by id (a latecomer re-reads the row it attached to)."""
+        rows = self._query("SELECT * FROM uploads WHERE id=?", (row_id,))
+        return _upload(rows[0]) if rows else None
+
+    def claim(
+        self,
+        key: UploadKey,
+        *,
+        filename: str,
+        local_path: str | None,
+        fmt: str,
+        record_count: int | None,
+        force: bool = False,
+    ) -> Claim:
+        """Decide atomically who uploads this content to this dataset (see the module's docstring for states).
+
+        In one `BEGIN IMMEDIATE` transaction: the latest row for `key` is read; a live in-flight row (its owner
+        alive: another process, or a claim this process holds) is returned for the caller to attach to; an
+        `uploaded` row is returned to watch; a finished row is returned as the stored outcome (unless `force`);
+        otherwise (no row, failed, cancelled, orphaned, an in-flight row whose owner died, or `force` over a
+        finished or uploaded row) a new `claimed` row owned by this process is inserted, and an abandoned row
+        it replaces becomes `orphaned` and is returned as `superseded`.
+        """
+        now = self._clock()
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT * FROM uploads WHERE origin=? AND account_id=? AND dataset_id=? AND sha256=? AND size=? "
+                "ORDER BY id DESC LIMIT 1",
+                (key.origin, key.account_id, key.dataset_id, key.sha256, key.size),
+            ).fetchone()
+            latest = _upload(found) if found is not None else None
+            superseded: UploadRow | None = None
+            if latest is not None:
+                if latest.state in IN_FLIGHT_STATES:
+                    if self._live(latest, now):
+                        return Claim("in_flight", latest)
+                    db.execute("UPDATE uploads SET state='orphaned', updated_at=? WHERE id=?", (now, latest.id))
+                    superseded = _upload(db.execute("SELECT * FROM uploads WHERE id=?", (latest.id,)).fetchone())
+                elif latest.state == "uploaded" and not force:
+                    return Claim("uploaded", latest)
+                elif latest.state in FINISHED_STATES and not force:
+                    return Claim("finished", latest)
+            cur = db.execute(
+                "INSERT INTO uploads (origin, account_id, dataset_id, sha256, size, filename, local_path, format, "
+                "record_count, import_id, state, owner, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,NULL,'claimed',?,?,?)",
+                (
+                    key.origin,
+                    key.account_id,
+                    key.dataset_id,
+                    key.sha256,
+                    key.size,
+                    filename,
+                    local_path,
+                    fmt,
+                    record_count,
+                    OWNER,
+                    now,
+                    now,
+                ),
+            )
+            assert cur.lastrowid is not None
+            row = _upload(db.execute("SELECT * FROM uploads WHERE id=?", (cur.lastrowid,)).fetchone())
+            self._hold(row.id)
+        return Claim("owner", row, superseded)
+
+    def _live(self, row: UploadRow, now: float) -> bool:
+        """Whether an in-flight row's owner is still at work on it."""
+        state = row.owner_state
+        if state == "alive":
+            return True
+        if state == "self":
+            fresh = row.state != "claimed" or now - row.updated_at < CLAIM_GRACE_SECONDS
+            return self._holds(row.id) and fresh
+        if state == "unknown":
+            return now - row.updated_at < UNKNOWN_OWNER_GRACE_SECONDS
+        return False
+
+    def record_import(self, row_id: int, import_id: str | None) -> UploadRow:
+        """The owner of a claim got its upload URL: record the import id (`url_issued`) before a byte is PUT.
+
+        Raises ClaimLost if the row is no longer this process's claim (another process took it over)."""
+        with self._transaction() as db:
+            cur = db.execute(
+                "UPDATE uploads SET import_id=?, state='url_issued', updated_at=? "
+                "WHERE id=? AND owner=? AND state IN ('claimed', 'url_issued', 'uploading')",
+                (import_id, self._clock(), row_id, OWNER),
+            )
+            if cur.rowcount != 1:
+                raise ClaimLost(f"upload {row_id} was taken over by another server process: follow that upload instead")
+            row = db.execute("SELECT * FROM uploads WHERE id=?", (row_id,)).fetchone()
+        return _upload(row)
+
+    def release(self, row_id: int) -> None:
+        """Give up a claim that never asked for an upload URL (the row is removed; nothing was created)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM uploads WHERE id=? AND owner=? AND state='claimed'", (row_id, OWNER))
+        self._drop(row_id)
 
     def upload_by_import(self, origin: str, dataset_id: str, import_id: str) -> UploadRow | None:
         rows = self._query(
@@ -226,6 +516,7 @@ class Ledger:
             )
             row_id = cur.lastrowid
             row = db.execute("SELECT * FROM uploads WHERE id=?", (row_id,)).fetchone()
+        self._hold(row["id"])
         return _upload(row)
 
     def set_state(self, row_id: int, state: UploadState, outcome: Mapping[str, Any] | None = None) -> UploadRow:
@@ -239,6 +530,8 @@ class Ledger:
             else:
                 db.execute("UPDATE uploads SET state=?, updated_at=? WHERE id=?", (state, self._clock(), row_id))
             row = db.execute("SELECT * FROM uploads WHERE id=?", (row_id,)).fetchone()
+        if state not in IN_FLIGHT_STATES:
+            self._drop(row_id)
         if row is None:
             raise KeyError(f"no upload {row_id} in the ledger")
         return _upload(row)
@@ -311,4 +604,119 @@ def _upload(row: sqlite3.Row) -> UploadRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         owner=row["owner"],
+    )
+
+
+# ----- integrity, permissions, the state directory -----
+
+
+def damage(path: Path, busy_timeout: float = 10.0) -> str | None:
+    """What is wrong with the ledger file at `path`, or None when it is sound or absent (read only)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _state_dir_error(path, exc) from None
+    if stat.S_ISDIR(st.st_mode):
+        return "a directory is where the ledger file should be"
+    if not stat.S_ISREG(st.st_mode):
+        return "something other than a file is where the ledger file should be"
+    if st.st_size == 0:
+        return None
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+    except sqlite3.OperationalError as exc:
+        raise _state_dir_error(path, exc) from None
+    try:
+        results = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.OperationalError as exc:
+        if _is_damage(exc):
+            return str(exc)
+        raise _state_dir_error(path, exc) from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
+        return str(exc)
+    finally:
+        db.close()
+    if results == ["ok"]:
+        return None
+    first = results[0] if results else "no answer"
+    return f"the integrity check failed: {first[:120]}"
+
+
+def _is_damage(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text or "corrupt" in text
+
+
+def _move_aside(path: Path, now: float) -> Path | None:
+    """Rename a damaged ledger (and its -wal and -shm files) with a timestamp suffix; the new name."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(100):
+        suffix = MOVED_ASIDE_MARK + stamp + (f".{n}" if n else "")
+        target = path.with_name(path.name + suffix)
+        if not os.path.lexists(target):
+            break
+    else:  # pragma: no cover - a hundred damaged ledgers in one second
+        suffix = MOVED_ASIDE_MARK + stamp + f".{os.getpid()}"
+        target = path.with_name(path.name + suffix)
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None  # another process moved it first
+    except OSError as exc:
+        raise _state_dir_error(path, exc) from None
+    for extra in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + extra)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(side, path.with_name(path.name + extra + suffix))
+    return target
+
+
+def moved_aside(path: Path) -> list[Path]:
+    """Damaged ledgers moved aside beside `path`, oldest first."""
+    try:
+        return sorted(path.parent.glob(path.name + MOVED_ASIDE_MARK + "*"))
+    except OSError:
+        return []
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes while the ledger is checked (and perhaps replaced) at open."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), DB_FILE_MODE)
+    except OSError as exc:
+        raise _state_dir_error(path, exc) from None
+    try:
+        if sys.platform != "win32":
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """The ledger's files readable by their owner only (SQLite gives -wal and -shm the database's mode)."""
+    for extra in ("", "-wal", "-shm", ".lock"):
+        with contextlib.suppress(OSError):
+            os.chmod(path.with_name(path.name + extra), DB_FILE_MODE)
+
+
+def _state_dir_error(path: Path, exc: BaseException) -> StateDirError:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StateDirError(
+            f"the upload ledger in {shown_path(path.parent)} is busy (another server process holds it): call the "
+            "tool again in a moment"
+        )
+    if isinstance(exc, sqlite3.OperationalError) and "full" in text:
+        fix = "free some space there, or set PROLIFIC_MCP_STATE_DIR to a folder on another disk"
+    else:
+        fix = "make it writable, or set PROLIFIC_MCP_STATE_DIR to a folder you can write to"
+    return StateDirError(
+        f"the upload ledger in {shown_path(path.parent)} could not be used ({str(reason).lower()}): {fix}, "
+        "then call the tool again (restart the server if you changed PROLIFIC_MCP_STATE_DIR)"
     )
