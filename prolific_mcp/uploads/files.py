@@ -32,6 +32,8 @@ from prolific_mcp.records import (
     missing_key_from_reason,
 )
 from prolific_mcp.records.rules import RAW_FIELD
+from prolific_mcp.settings import MAX_SHOWN_PATH as MAX_SHOWN_PATH
+from prolific_mcp.settings import shown_path as shown
 
 S3_SINGLE_PUT_LIMIT: Final = 5 * 1024**3
 INLINE_CONTENT_LIMIT: Final = 1024 * 1024
@@ -84,19 +86,6 @@ class OpenedFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-MAX_SHOWN_PATH: Final = 200
-"""The most characters of a path any message repeats (the middle gives way to an ellipsis)."""
-
-
-def shown(path: object, limit: int = MAX_SHOWN_PATH) -> str:
-    """A path (or name) as a message may repeat it: at most `limit` characters, keeping the start and the end."""
-    text = str(path)
-    if len(text) <= limit:
-        return text
-    tail = limit // 3
-    return f"{text[: limit - tail - 1]}…{text[-tail:]}"
 
 
 def _describe_dirs(allowed: Sequence[Path]) -> str:
