@@ -8,10 +8,12 @@ with one record come back on that record as `raw_error` (Prolific's `_raw` field
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO, Final, Literal
 
 import orjson
@@ -27,8 +29,14 @@ CONTENT_TYPES: Final[dict[str, str]] = {
 
 HEAD_BYTES: Final = 64 * 1024
 UTF8_BOM: Final = b"\xef\xbb\xbf"
+MAX_RECORD_BYTES: Final = 10 * 1024 * 1024
+"""The longest line (JSONL record, CSV line or field) read: a longer one is reported, skipped, never parsed whole.
 
-csv.field_size_limit(64 * 1024 * 1024)
+Prolific documents no limit; 10 MiB is far beyond any text a field can hold (10,000 characters), and keeps the
+memory of a pass bounded whatever the file holds."""
+SKIP_CHUNK: Final = 1024 * 1024
+
+csv.field_size_limit(MAX_RECORD_BYTES)
 
 
 class FileFailure(Exception):
@@ -91,12 +99,20 @@ def _read_head(stream: BinaryIO) -> bytes:
 
 
 def iter_records(
-    stream: BinaryIO, fmt: FileFormat, *, header_keys: Collection[str] | None = None
+    stream: BinaryIO,
+    fmt: FileFormat,
+    *,
+    header_keys: Collection[str] | None = None,
+    exact_keys: Collection[str] | None = None,
 ) -> Iterator[RawRecord]:
-    """Yield the records of a seekable binary stream, starting at its current position.
+    """Yield the records of a seekable binary stream, starting at its current position, in bounded memory.
 
     `header_keys` (the schema's keys) lets a CSV reader tell a header from a first data row: a header that names
     none of them means the file has no header. Raises FileFailure for problems with the file as a whole.
+
+    Integers beyond 64 bits are kept exact in the values of `exact_keys` (`exact_keys_of(schema)`: the fields
+    whose values may be numbers), or in every value when it is None (slower). A line longer than
+    MAX_RECORD_BYTES is read through in chunks and comes back as an unreadable record saying so.
     """
     head = _read_head(stream)
     if not head.strip().strip(UTF8_BOM).strip():
@@ -105,16 +121,125 @@ def iter_records(
     if problem is not None:
         raise FileFailure(problem)
     if fmt == "jsonl":
-        return _iter_jsonl(stream)
+        return _iter_jsonl(stream, exact_keys)
     return _iter_csv(stream, header_keys)
 
 
-def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
+def too_long_reason(size: int, what: str = "Record") -> str:
+    """The reason given for a record over MAX_RECORD_BYTES (it is skipped, not parsed)."""
+    return (
+        f"{what} is {size / 1024**2:,.1f} MiB long, over the {MAX_RECORD_BYTES // 1024**2} MiB this server reads "
+        "of one record: it was skipped, not checked; split or shorten it"
+    )
+
+
+def _skip_rest_of_line(stream: BinaryIO, taken: int) -> int:
+    """Read to the end of an over-long line in bounded chunks; its whole length."""
+    size = taken
+    readline = stream.readline
+    while True:
+        more = readline(SKIP_CHUNK)
+        size += len(more)
+        if not more or more.endswith(b"\n"):
+            return size
+
+
+def _bounded_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The stream's lines, none longer than MAX_RECORD_BYTES + 1 (a longer line comes cut: see `_is_cut`)."""
+    return iter(partial(stream.readline, MAX_RECORD_BYTES + 1), b"")
+
+
+def _is_cut(line: bytes) -> bool:
+    return len(line) > MAX_RECORD_BYTES and not line.endswith(b"\n")
+
+
+def jsonl_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based line number, line) of a JSONL stream in bounded memory, the BOM dropped from line 1; a line over
+    MAX_RECORD_BYTES is read through in chunks and comes as None (the record `iter_records` reports too long)."""
+    for line_no, line in enumerate(_bounded_lines(stream), 1):
+        if _is_cut(line):
+            _skip_rest_of_line(stream, len(line))
+            yield line_no, None
+        elif line_no == 1 and line.startswith(UTF8_BOM):
+            yield line_no, line[3:]
+        else:
+            yield line_no, line
+
+
+_SIMPLE_TYPES: Final = frozenset({str, int, bool, type(None)})
+_all_simple = _SIMPLE_TYPES.issuperset
+_MAYBE_BIG: Final = frozenset({float, dict, list})
+_FLOAT_LIMIT: Final = 9.2e18
+"""orjson parses an integer beyond 64 bits as a float: a float this large may have been such an integer."""
+
+
+def _has_big_float(values: Iterable[object]) -> bool:
+    for value in values:
+        kind = type(value)
+        if kind is float:
+            if not -_FLOAT_LIMIT < value < _FLOAT_LIMIT:  # type: ignore[operator]
+                return True
+        elif kind is dict:
+            if _has_big_float(value.values()):  # type: ignore[attr-defined]
+                return True
+        elif kind is list and _has_big_float(value):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def exact_loads(line: bytes) -> object:
+    """Parse JSON with integers beyond 64 bits kept exact (the standard library's parser; slower, so only when
+    orjson's answer holds a float that large)."""
+    return json.loads(line, parse_constant=_refuse_constant)
+
+
+def _exact(line: bytes, value: dict[str, object]) -> dict[str, object]:
+    """`value` (orjson's parse of `line`), or an exact parse when it may hold an integer beyond 64 bits."""
+    if not _has_big_float(value.values()):
+        return value
+    exact = exact_loads(line)
+    return exact if type(exact) is dict else value
+
+
+def _needs_exact_for(keys: Collection[str] | None) -> Callable[[dict[str, object]], bool] | None:
+    """A quick test of a parsed record: may a value that matters hold an integer beyond 64 bits?
+
+    orjson turns such an integer into a float; the test looks for a float (or a list or an object, which may hold
+    one) among the values of `keys`, or among all values when `keys` is None; None when no value matters."""
+    if keys is None:
+        return lambda value: not _all_simple(map(type, value.values()))
+    chosen = tuple(keys)
+    if not chosen:
+        return None
+    maybe = _MAYBE_BIG
+
+    if len(chosen) == 1:
+        (k0,) = chosen
+        return lambda value: type(value.get(k0)) in maybe
+    if len(chosen) == 2:
+        k0, k1 = chosen
+        return lambda value: type(value.get(k0)) in maybe or type(value.get(k1)) in maybe
+
+    disjoint = maybe.isdisjoint
+    return lambda value: not disjoint(map(type, map(value.get, chosen)))
+
+
+def _iter_jsonl(stream: BinaryIO, exact_keys: Collection[str] | None = None) -> Iterator[RawRecord]:
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
+    needs_exact = _needs_exact_for(exact_keys)
+    cap = MAX_RECORD_BYTES
     index = 0
-    lines = enumerate(stream, 1)
+    lines = enumerate(_bounded_lines(stream), 1)
     for line_no, line in lines:
+        if _is_cut(line):
+            yield RawRecord(0, line_no, None, too_long_reason(_skip_rest_of_line(stream, len(line))))
+            index = 1
+            break
         if line_no == 1 and line.startswith(UTF8_BOM):
             line = line[3:]
         stripped = line.strip()
@@ -134,6 +259,10 @@ def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
         index = 1
         break
     for line_no, line in lines:
+        if len(line) > cap and _is_cut(line):
+            yield RawRecord(index, line_no, None, too_long_reason(_skip_rest_of_line(stream, len(line))))
+            index += 1
+            continue
         try:
             value = loads(line)
         except decode_error:
@@ -142,6 +271,8 @@ def _iter_jsonl(stream: BinaryIO) -> Iterator[RawRecord]:
             yield _jsonl_record(index, line_no, line)
         else:
             if type(value) is dict:
+                if needs_exact is not None and needs_exact(value):
+                    value = _exact(line, value)
                 yield RawRecord(index, line_no, value, None)
             else:
                 yield _jsonl_record(index, line_no, line)
@@ -156,7 +287,7 @@ def _jsonl_record(index: int, line_no: int, line: bytes) -> RawRecord:
         return RawRecord(index, line_no, None, f"Malformed JSON: {_json_problem(exc)}")
     if type(value) is not dict:
         return RawRecord(index, line_no, None, f"Record is not a JSON object (got {_json_kind(value)})")
-    return RawRecord(index, line_no, value, None)
+    return RawRecord(index, line_no, _exact(line, value), None)
 
 
 _POSITION = re.compile(r":\s*line \d+ column \d+ \(char (\d+)\)\s*$")
@@ -187,14 +318,25 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
-    first = True
-    for line in stream:
-        if first:
-            first = False
-            if line.startswith(UTF8_BOM):
+class _CsvLines:
+    """The decoded lines of a CSV stream for `csv.reader`, over-long lines skipped (and noted in `skipped`)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.physical = 0
+        """The number of the last physical line read."""
+        self.skipped: list[tuple[int, int]] = []
+        """(line number, length) of the over-long lines skipped and not yet reported."""
+
+    def __iter__(self) -> Iterator[str]:
+        for line in _bounded_lines(self.stream):
+            self.physical += 1
+            if _is_cut(line):
+                self.skipped.append((self.physical, _skip_rest_of_line(self.stream, len(line))))
+                continue
+            if self.physical == 1 and line.startswith(UTF8_BOM):
                 line = line[3:]
-        yield line.decode("utf-8", "surrogateescape")
+            yield line.decode("utf-8", "surrogateescape")
 
 
 def _has_surrogates(cells: list[str]) -> bool:
@@ -233,10 +375,34 @@ def _check_header(header: list[str], header_keys: Collection[str] | None) -> lis
     return names
 
 
+def _next_row(reader: Iterator[list[str]]) -> list[str] | str | None:
+    """The next row, the reason it cannot be read (a field over the limit...), or None at the end."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        text = str(exc)
+        if "field larger than field limit" in text:
+            return (
+                f"A field of this row is over the {MAX_RECORD_BYTES // 1024**2} MiB this server reads of one "
+                "field: it was skipped, not checked; split or shorten it"
+            )
+        return f"Row is not valid CSV: {_short(text)}"
+
+
 def _iter_csv(stream: BinaryIO, header_keys: Collection[str] | None) -> Iterator[RawRecord]:
-    reader = csv.reader(_decoded_lines(stream))
+    lines = _CsvLines(stream)
+    reader = csv.reader(lines)
     header: list[str] | None = None
-    for row in reader:
+    while (row := _next_row(reader)) is not None:
+        if isinstance(row, str):
+            raise FileFailure(f"the CSV header cannot be read: {row}")
+        if lines.skipped:
+            raise FileFailure(
+                f"the CSV header line is over the {MAX_RECORD_BYTES // 1024**2} MiB this server reads of one line: "
+                "check that the file is a CSV file with a header line"
+            )
         if row and any(cell.strip() for cell in row):
             header = _check_header(row, header_keys)
             break
@@ -244,13 +410,20 @@ def _iter_csv(stream: BinaryIO, header_keys: Collection[str] | None) -> Iterator
         raise FileFailure("the CSV file has no rows: it needs a header line and at least one record")
     width = len(header)
     index = 0
-    last_line = reader.line_num
-    for row in reader:
+    last_line = lines.physical
+    while (row := _next_row(reader)) is not None:
+        for line_no, size in lines.skipped:
+            yield RawRecord(index, line_no, None, too_long_reason(size, "Line"))
+            index += 1
+            last_line = max(last_line, line_no)
+        lines.skipped.clear()
         start_line = last_line + 1
-        last_line = reader.line_num
-        if not row or (len(row) == 1 and not row[0]):
+        last_line = lines.physical
+        if isinstance(row, str):
+            yield RawRecord(index, start_line, None, row)
+        elif not row or (len(row) == 1 and not row[0]):
             continue
-        if len(row) > width:
+        elif len(row) > width:
             yield RawRecord(index, start_line, None, f"Row has {len(row)} cells but the header has {width} columns")
         elif _has_surrogates(row):
             yield RawRecord(index, start_line, None, "Row is not valid UTF-8 text")
@@ -259,4 +432,7 @@ def _iter_csv(stream: BinaryIO, header_keys: Collection[str] | None) -> Iterator
                 key: (cell if cell != "" else None) for key, cell in zip(header, row, strict=False)
             }
             yield RawRecord(index, start_line, value, None)
+        index += 1
+    for line_no, size in lines.skipped:
+        yield RawRecord(index, line_no, None, too_long_reason(size, "Line"))
         index += 1

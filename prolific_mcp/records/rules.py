@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -219,6 +220,15 @@ class RecordValidator:
         self.problem, self.check = _compiled(schema, rules or RecordRules())
 
 
+_STRING_TYPES: Final = frozenset({"text", "image_url", "audio_url", "video_url"})
+
+
+def exact_keys_of(schema: Schema) -> tuple[str, ...]:
+    """The keys whose values may be numbers that matter (every type but text and URLs, which refuse any number):
+    `iter_records(..., exact_keys=...)` keeps integers beyond 64 bits exact in them."""
+    return tuple(f.key for f in schema.fields if f.type not in _STRING_TYPES)
+
+
 def missing_key_from_reason(reason: str) -> str | None:
     """The key named by a 'Record missing required field: <key>' reason, else None."""
     prefix = MISSING_FIELD_REASON.split("{", 1)[0]
@@ -227,6 +237,16 @@ def missing_key_from_reason(reason: str) -> str | None:
     return None
 
 
+def canonical_bytes(normalised: Mapping[str, object]) -> bytes:
+    """A normalised record as compact JSON with sorted keys; integers beyond 64 bits (which orjson refuses) are
+    written exactly by the standard library's encoder."""
+    try:
+        return orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def record_digest(normalised: Mapping[str, object]) -> bytes:
-    """A record's identity for duplicate detection (API.md §12.6): 16 bytes, independent of key order."""
-    return hashlib.blake2b(orjson.dumps(normalised, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+    """A record's identity for duplicate detection (docs/prolific-api.md, Duplicates): 16 bytes, independent of
+    key order; records that differ only in an integer beyond 64 bits differ."""
+    return hashlib.blake2b(canonical_bytes(normalised), digest_size=16).digest()

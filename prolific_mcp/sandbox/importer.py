@@ -38,7 +38,7 @@ from prolific_mcp.records import (
     format_from_filename,
     iter_records,
 )
-from prolific_mcp.records.rules import checker_for
+from prolific_mcp.records.rules import canonical_bytes, checker_for, exact_keys_of
 from prolific_mcp.sandbox.config import MAX_APPEND_RECORDS, MAX_ERRORS, Pace
 from prolific_mcp.sandbox.rows import JobError, StoredUpload
 from prolific_mcp.sandbox.store import Db, Store
@@ -63,7 +63,7 @@ _SORT_KEYS: Final = orjson.OPT_SORT_KEYS
 
 def canonical(normalised: dict[str, object]) -> tuple[bytes, bytes]:
     """(stored bytes, identity digest) of a normalised record; the digest equals `record_digest(normalised)`."""
-    data = orjson.dumps(normalised, option=_SORT_KEYS)
+    data = canonical_bytes(normalised)  # integers beyond 64 bits stay exact
     return data, hashlib.blake2b(data, digest_size=16).digest()
 
 
@@ -170,7 +170,12 @@ class _ImportRun:
         try:
             with open(path, "rb", buffering=1024 * 1024) as stream:
                 try:
-                    records = iter_records(stream, fmt, header_keys=self.schema.keys if fmt == "csv" else None)
+                    records = iter_records(
+                        stream,
+                        fmt,
+                        header_keys=self.schema.keys if fmt == "csv" else None,
+                        exact_keys=exact_keys_of(self.schema),
+                    )
                     return self._consume(records)
                 except FileFailure as exc:
                     self._rollback()
@@ -211,7 +216,11 @@ class _ImportRun:
             else:
                 normalised, problem = check(value)
                 if problem is None:
-                    line = dumps(normalised, option=_SORT_KEYS)
+                    try:
+                        line = dumps(normalised, option=_SORT_KEYS)
+                    except TypeError:  # an integer beyond 64 bits: written exactly
+                        assert normalised is not None
+                        line = canonical_bytes(normalised)
                     identities_append((ds_pk, blake2b(line, digest_size=16).digest()))
                     data_append(line)
                     pending_bytes += len(line)

@@ -29,17 +29,15 @@ from prolific_mcp.records import (
     Schema,
     format_from_filename,
     iter_records,
-    missing_key_from_reason,
 )
-from prolific_mcp.records.rules import RAW_FIELD
+from prolific_mcp.records.rules import RAW_FIELD, exact_keys_of
 from prolific_mcp.settings import MAX_SHOWN_PATH as MAX_SHOWN_PATH
 from prolific_mcp.settings import shown_path as shown
+from prolific_mcp.uploads.rejections import Grouper, RejectionGroup
 
 S3_SINGLE_PUT_LIMIT: Final = 5 * 1024**3
 INLINE_CONTENT_LIMIT: Final = 1024 * 1024
 READ_CHUNK: Final = 1024 * 1024
-MAX_GROUPS: Final = 50
-MAX_RECORD_NUMBERS: Final = 20
 
 T = TypeVar("T")
 
@@ -262,22 +260,6 @@ def _pread(fd: int, size: int, offset: int) -> bytes:
 
 
 @dataclass(slots=True)
-class FindingGroup:
-    """Records that share one (field, reason): how many, and the first record and line numbers (1-based)."""
-
-    field: str | None
-    reason: str
-    count: int = 0
-    records: list[int] = dataclasses.field(default_factory=list)
-    lines: list[int] = dataclasses.field(default_factory=list)
-
-    @property
-    def key(self) -> str | None:
-        """The field concerned: the named field, or the key a 'missing required field' reason names."""
-        return self.field if self.field is not None else missing_key_from_reason(self.reason)
-
-
-@dataclass(slots=True)
 class ScanReport:
     """What one streaming pass over a file found."""
 
@@ -287,7 +269,7 @@ class ScanReport:
     record_count: int
     failure: str | None = None
     """A reason the import is certain to fail as a whole; the upload must not start."""
-    groups: list[FindingGroup] = dataclasses.field(default_factory=list)
+    groups: list[RejectionGroup] = dataclasses.field(default_factory=list)
     rejected: int = 0
     missing_everywhere: list[str] = dataclasses.field(default_factory=list)
     """Strict-schema keys no record has: every record would be rejected."""
@@ -313,14 +295,20 @@ def scan_file(
     stream = io.BufferedReader(raw, READ_CHUNK)
     active = schema if schema is not None and not schema.is_empty else None
     problem_of = RecordValidator(active, rules).problem if active is not None else None
-    groups: dict[tuple[str | None, str], FindingGroup] = {}
+    grouper = Grouper()
     unseen = set(active.keys) if active is not None and active.strict else set()
     """Strict-schema keys no record has had a value for yet."""
     count = rejected = 0
     failure: str | None = None
     problem: tuple[str | None, str] | None
     try:
-        for rec in iter_records(stream, fmt, header_keys=active.keys if active is not None else None):
+        records = iter_records(
+            stream,
+            fmt,
+            header_keys=active.keys if active is not None else None,
+            exact_keys=exact_keys_of(active) if active is not None else (),
+        )
+        for rec in records:
             count += 1
             value = rec.value
             if value is None:
@@ -334,7 +322,7 @@ def scan_file(
                 if problem is None:
                     continue
             rejected += 1
-            _add_finding(groups, problem, rec.index + 1, rec.line)
+            grouper.add(problem[0], problem[1], rec.index, rec.line)
     except FileFailure as exc:
         failure = exc.reason
     while stream.read(READ_CHUNK):
@@ -358,27 +346,10 @@ def scan_file(
         format=fmt,
         record_count=count,
         failure=failure,
-        groups=sorted(groups.values(), key=lambda g: (-g.count, g.records[0] if g.records else 0)),
+        groups=grouper.groups(),
         rejected=rejected,
         missing_everywhere=missing,
     )
-
-
-def _add_finding(
-    groups: dict[tuple[str | None, str], FindingGroup], problem: tuple[str | None, str], number: int, line: int
-) -> None:
-    key = problem
-    group = groups.get(key)
-    if group is None:
-        if len(groups) >= MAX_GROUPS:
-            key = (None, "other problems")
-            group = groups.get(key)
-        if group is None:
-            group = groups[key] = FindingGroup(key[0], key[1])
-    group.count += 1
-    if len(group.records) < MAX_RECORD_NUMBERS:
-        group.records.append(number)
-        group.lines.append(line)
 
 
 def file_sha256(fd: int) -> str:
