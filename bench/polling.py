@@ -21,8 +21,8 @@ import anyio.lowlevel
 
 from bench.common import Result
 from prolific_mcp.api.models import ImportJob
-from prolific_mcp.uploads.ledger import UploadKey
 from prolific_mcp.uploads.jobs import UploadJob, UploadManager, UploadPlan
+from prolific_mcp.uploads.ledger import UploadKey
 
 DURATIONS = (5.0, 60.0, 600.0)
 RATE = 20_000

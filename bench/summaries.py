@@ -1,11 +1,11 @@
 """Goal 3: the outcome of an import with 100,000 rejected records, explained the way upload_file explains it.
 
 The import's answer is what Prolific (and the sandbox) send: exact counts, and the errors itemised in file order
-and capped at 1,000. The server's own code then runs as in a real upload: `UploadManager.explain(write_file=True)`
+and capped at 1,000. The server's own code then runs as in a real upload: `rejections.explain(write_file=True)`
 (group the errors, and in one pass over the file pick the itemised records for line numbers and excerpts and write
-the rejected-records file, claimed in a real ledger) and `build_summary` (the text the agent reads). Two layouts of
-the same 100,000 rejected records: spread through the file (every 5th record), and all at its end (the worst case
-for reading the itemised records back: the 1,000th of them is 80% into the file).
+the rejected-records file, claimed in a real ledger) and `render.import_summary` (the text the agent reads). Two
+layouts of the same 100,000 rejected records: spread through the file (every 5th record), and all at its end (the
+worst case for reading the itemised records back: the 1,000th of them is 80% into the file).
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import orjson
 
 from bench.common import Result, log, median, rejected_file
 from prolific_mcp.api.models import ImportJob
+from prolific_mcp.operations.render import ImportOutcome, import_summary
 from prolific_mcp.records import Schema
 from prolific_mcp.records.rules import RecordValidator
 from prolific_mcp.uploads.files import open_regular_file
 from prolific_mcp.uploads.ledger import Ledger, UploadKey
-from prolific_mcp.uploads.jobs import UploadJob, UploadManager, UploadPlan
-from prolific_mcp.uploads.summary import MAX_TEXT, SummaryInput, build_summary
+from prolific_mcp.uploads.rejections import MAX_TEXT, explain
 
 RECORDS = 500_000
 REJECTED = 100_000
@@ -80,14 +80,13 @@ async def explain_once(path: Path, answer: dict[str, Any], folder: Path) -> tupl
         row = ledger.record_url_issued(
             key, import_id=answer["import_id"], filename=path.name, local_path=str(path), fmt="jsonl", record_count=0
         )
-        plan = UploadPlan(key, key.dataset_id, path.name, "jsonl", opened.size, RECORDS, opened, path)
-        manager = UploadManager(cast(Any, None), ledger)
         started = time.perf_counter()
         latest = ImportJob.model_validate(answer)
-        job = UploadJob(plan, phase="done", import_id=latest.import_id, ledger_row=row, latest=latest)
-        await manager.explain(job, write_file=True)
-        text = build_summary(
-            SummaryInput(
+        explained = await explain(
+            latest, opened, "jsonl", ledger=ledger, row=row, original=path, allowed=[path.parent], write_file=True
+        )
+        text = import_summary(
+            ImportOutcome(
                 dataset_id=key.dataset_id,
                 import_id=latest.import_id,
                 filename=path.name,
@@ -96,16 +95,16 @@ async def explain_once(path: Path, answer: dict[str, Any], folder: Path) -> tupl
                 rejected=latest.rejected_count or 0,
                 record_count=RECORDS,
                 total_datapoints=latest.accepted_count,
-                groups=job.groups or [],
-                rejected_file=job.rejected_file,
-                rejected_written=job.rejected_written,
+                groups=explained.groups,
+                rejected_file=explained.rejected_file,
+                rejected_written=explained.rejected_written,
             )
         )
         seconds = time.perf_counter() - started
         opened.close()
-        assert job.rejected_file is not None
-        assert job.rejected_written is not None
-        return seconds, text, job.rejected_written, Path(job.rejected_file)
+        assert explained.rejected_file is not None
+        assert explained.rejected_written is not None
+        return seconds, text, explained.rejected_written, Path(explained.rejected_file)
     finally:
         ledger.close()
 
@@ -149,8 +148,8 @@ def run(rounds: int) -> Result:
         [
             f"A {RECORDS:,}-record JSONL file, {REJECTED:,} rejected (a bad image URL), errors capped at {CAP:,} "
             f"as the API caps them; median of {rounds} runs. Timed: parsing the import's answer, "
-            "`UploadManager.explain(write_file=True)` (groups, line numbers, excerpts and the file, claimed in the "
-            'ledger, in one pass) and `build_summary`. "Well under a second" is judged as < 0.5 s.',
+            "`rejections.explain(write_file=True)` (groups, line numbers, excerpts and the file, claimed in the "
+            'ledger, in one pass) and `render.import_summary`. "Well under a second" is judged as < 0.5 s.',
             "",
             "| Layout | Time | Text (chars) | Rejected-records file |",
             "|---|---|---|---|",

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from prolific_mcp.net import base_url_problem, is_loopback_url
+from prolific_mcp.net import base_url_problem
 from prolific_mcp.net import is_loopback_host as is_loopback_host  # re-exported for older imports
+from prolific_mcp.net import is_loopback_url as is_loopback_url  # re-exported for older imports
 from prolific_mcp.net import origin_of as origin_of  # re-exported for older imports
 from prolific_mcp.redaction import register_secret
 

@@ -24,7 +24,8 @@ from prolific_mcp.server.supervisor import SandboxSupervisor
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
-from prolific_mcp.uploads.service import DatasetService, OperationError, ServiceOptions
+from prolific_mcp.operations.deps import OperationError, ServiceOptions
+from prolific_mcp.operations.facade import Operations
 
 log = logging.getLogger("prolific_mcp.server")
 
@@ -42,12 +43,12 @@ class AppState:
     mode: Mode
     sandbox_url: str | None = None
     """A sandbox already running (tests, benchmarks): used instead of starting a child process."""
-    service: DatasetService | None = None
+    service: Operations | None = None
     failure: str | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
     supervisor: SandboxSupervisor | None = None
 
-    async def get(self) -> DatasetService:
+    async def get(self) -> Operations:
         """The service, once start-up has finished (the sandbox may still be starting)."""
         with anyio.move_on_after(READY_TIMEOUT):
             await self.ready.wait()
@@ -141,4 +142,4 @@ async def _start(state: AppState, stack: AsyncExitStack) -> None:
         default_wait=settings.wait_seconds,
         max_wait=settings.max_wait_seconds,
     )
-    state.service = DatasetService(client, ledger, manager, options)
+    state.service = Operations(client, ledger, manager, options)

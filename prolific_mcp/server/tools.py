@@ -16,6 +16,8 @@ from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.ids import InvalidIdError
+from prolific_mcp.operations.deps import OperationError
+from prolific_mcp.operations.facade import Operations
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
@@ -30,7 +32,6 @@ from prolific_mcp.operations.results import (
 )
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 from prolific_mcp.text import for_agent
-from prolific_mcp.uploads.service import DatasetService, OperationError
 
 R = TypeVar("R", bound=Result)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,7 +110,7 @@ def changed_uris(result: Result) -> list[str]:
 
 
 async def run_tool(
-    holder: AppState, call: Callable[[DatasetService], Awaitable[R]], ctx: Context | None = None
+    holder: AppState, call: Callable[[Operations], Awaitable[R]], ctx: Context | None = None
 ) -> CallToolResult:
     """Run one operation; every expected failure becomes a ToolError an agent can act on.
 

@@ -1,4 +1,5 @@
-"""The server-owned upload task (DESIGN §3–§5): the upload queue, the PUT, the import watch, cancellation.
+"""The server-owned upload task (docs/architecture.md, Concurrency and The ledger): the upload queue, the PUT, the
+import watch, cancellation.
 
 An `UploadJob` runs in the manager's task group, not in the tool call that started it, so it outlives the call:
 a call waits on the job for its `wait_seconds`, then hands off with the next call to make, while the job goes on
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -20,23 +21,14 @@ import anyio
 import anyio.abc
 
 from prolific_mcp.api.client import ProlificClient
-from prolific_mcp.api.errors import NotFoundError, ProlificError, UploadUrlExpiredError
+from prolific_mcp.api.errors import UploadUrlExpiredError
 from prolific_mcp.api.models import ImportJob
 from prolific_mcp.records import FileFormat
 from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
 from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
-from prolific_mcp.uploads.polling import PollPlanner
-from prolific_mcp.records.suggest import suggest_schema
-from prolific_mcp.uploads.summary import (
-    ErrorItem,
-    PickedRecord,
-    RejectionGroup,
-    attach_excerpts,
-    group_errors,
-    pick_records,
-    write_rejected_file,
-)
+from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.rejections import RejectionGroup, explain
 
 log = logging.getLogger("prolific_mcp.uploads")
 
@@ -47,12 +39,6 @@ Phase = Literal["waiting_for_slot", "requesting_url", "uploading", "watching", "
 
 class UploadBusyError(Exception):
     """The upload queue is full."""
-
-
-def _mb(n: int) -> str:
-    if n < 1_000_000:
-        return f"{n / 1000:,.0f} KB"
-    return f"{n / 1_000_000:,.1f} MB" if n < 10_000_000 else f"{n / 1_000_000:,.0f} MB"
 
 
 @dataclass(slots=True)
@@ -70,6 +56,8 @@ class UploadPlan:
     local_path: Path | None
     v3: bool = False
     write_rejected: bool = True
+    allowed_dirs: Sequence[Path] = ()
+    """Where the rejected-records file may be written (beside `local_path`, checked again when writing)."""
 
 
 @dataclass(eq=False)
@@ -94,6 +82,8 @@ class UploadJob:
     """The outcome's rejections grouped by cause, with excerpts from the file when it is unchanged."""
     suggested_schema: dict[str, object] | None = None
     """For pending_schema: fields suggested from the file."""
+    write_problem: str | None = None
+    """Why the rejected-records file could not be written, when it could not."""
     put_attempts: int = 0
     put_failed: bool = False
     """The upload ended with an error before the file was fully received: its import never got the file."""
@@ -126,35 +116,6 @@ class UploadJob:
         """True until the file has been fully received: cancelling now aborts the upload."""
         return self.phase in ("waiting_for_slot", "requesting_url", "uploading")
 
-    def progress(self) -> tuple[float, str]:
-        """(value 0–100, a message a person can read) for the job's current state (DESIGN §4)."""
-        name = self.plan.filename
-        if self.phase == "waiting_for_slot":
-            return 0.0, f"waiting for an upload slot ({self.slots_ahead} ahead)"
-        if self.phase == "requesting_url":
-            return 0.0, f"asking for an upload URL for {name}"
-        if self.phase == "uploading":
-            size = max(1, self.plan.size)
-            return 50.0 * self.bytes_sent / size, f"uploading {name}: {_mb(self.bytes_sent)} of {_mb(self.plan.size)}"
-        status = self.terminal_status
-        if self.phase == "done" or status is not None:
-            return 100.0, f"{(status or 'finished').lower()}: {name}"
-        if self.plan.v3:
-            return 50.0, f"Prolific is processing {name} (dataset status {self.v3_status or 'unknown'})"
-        job = self.latest
-        if job is None or job.status == "uninitialised":
-            return 50.0, f"uploaded {name}; waiting for Prolific to pick it up"
-        if job.status == "queued":
-            return 50.0, "queued: waiting its turn (imports on one dataset run one at a time)"
-        if job.status == "processing":
-            done = job.processed_offset or 0
-            total = self.plan.record_count
-            if total:
-                share = min(1.0, done / total)
-                return 50.0 + 49.0 * share, f"processing: {done:,} of {total:,} records"
-            return 50.0, f"processing: {done:,} records so far"
-        return 50.0, f"import status: {job.status}"
-
     def cancel(self) -> None:
         """Abort the job if its PUT is still in flight (the user changed their mind)."""
         if self.in_put and self._scope is not None:
@@ -163,10 +124,13 @@ class UploadJob:
 
 
 ProgressCallback = Callable[[float, str], Awaitable[None]]
+Describe = Callable[[UploadJob], tuple[float, str]]
+"""A job's progress as (value 0–100, a message a person can read)."""
 
 
-async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None) -> bool:
-    """Wait up to `seconds` for the job to finish, reporting progress; True when it finished.
+async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None, describe: Describe) -> bool:
+    """Wait up to `seconds` for the job to finish, reporting progress (as `describe` words it); True when it
+    finished.
 
     Values strictly increase (a heartbeat at least every 10 s nudges the value by a small step), and a cancelled
     call aborts the job only while its PUT is in flight.
@@ -176,7 +140,7 @@ async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None
     try:
         while True:
             changed = job.changed()
-            value, message = job.progress()
+            value, message = describe(job)
             if report is not None:
                 if value <= last:
                     ceiling = 49.99 if value < 50 else 99.99
@@ -442,37 +406,30 @@ class UploadManager:
         """Poll the import (or the V3 dataset status) on the polling schedule until a terminal status."""
         plan = job.plan
         planner = PollPlanner(total_records=plan.record_count, started_at=self._clock())
-        started = self._clock()
-        errors_in_a_row = 0
-        while True:
-            try:
-                if plan.v3:
-                    status = await self.client.get_dataset_status(plan.dataset_id)
-                    job.v3_status = status.status
-                    planner.observe(self._clock(), (status.status or "").lower(), None)
-                    finished = status.is_terminal
-                else:
-                    assert job.import_id is not None
-                    job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
-                    planner.observe(self._clock(), job.latest.status, job.latest.processed_offset)
-                    finished = job.latest.is_terminal
-                errors_in_a_row = 0
-            except NotFoundError:
-                raise
-            except ProlificError as exc:
-                errors_in_a_row += 1
-                log.info("status check failed (%s in a row): %s", errors_in_a_row, redact(str(exc)))
-                if errors_in_a_row >= 5:
-                    raise
-                finished = False
+
+        async def fetch() -> bool:
+            if plan.v3:
+                status = await self.client.get_dataset_status(plan.dataset_id)
+                job.v3_status = status.status
+                planner.observe(self._clock(), (status.status or "").lower(), None)
+                return status.is_terminal
+            assert job.import_id is not None
+            job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
+            planner.observe(self._clock(), job.latest.status, job.latest.processed_offset)
+            return job.latest.is_terminal
+
+        async def touch(_: bool) -> None:
             job._touch()
-            if finished:
-                await self._record_outcome(job)
-                return
-            if self._clock() - started > self.watch_seconds:
-                job.watch_gave_up = True
-                return
-            await self._sleep(planner.next_delay())
+
+        deadline = self._clock() + self.watch_seconds
+        finished = await poll_until(
+            fetch, bool, deadline=deadline, planner=planner, on_each=touch, clock=self._clock, sleep=self._sleep
+        )
+        if finished:
+            await self._record_outcome(job)
+        else:
+            job.watch_gave_up = True
+            job._touch()
 
     async def _record_outcome(self, job: UploadJob) -> None:
         row = job.ledger_row
@@ -489,63 +446,18 @@ class UploadManager:
             lambda: self.ledger.set_state(row.id, state, outcome)  # type: ignore[arg-type]
         )
         if job.latest is not None:
-            await self.explain(job, write_file=job.plan.write_rejected)
-
-    async def explain(self, job: UploadJob, *, write_file: bool = False) -> None:
-        """Group the outcome's errors; while the file is open and unchanged, one streaming pass over it adds line
-        numbers and excerpts and (with `write_file`) writes the rejected-records file, once per import."""
-        latest, plan, row = job.latest, job.plan, job.ledger_row
-        if latest is None:
-            return
-        groups = group_errors(error_items(latest), latest.rejected_count or 0)
-        opened = plan.opened
-        indexes = {e.record_index for e in latest.errors if e.record_index is not None}
-        if opened is not None and indexes and opened.unchanged():
-            wanted = {i for group in groups for i in group.record_indexes}
-            original = plan.local_path
-            writing = write_file and original is not None and row is not None and row.rejected_file is None
-            fmt = plan.fmt
-
-            def one_pass() -> tuple[list[PickedRecord], tuple[str, int] | None]:
-                picked: list[PickedRecord] = []
-
-                def keep(record: PickedRecord) -> None:
-                    if record.index in wanted:
-                        picked.append(record)
-
-                if not writing or original is None or row is None:
-                    for record in pick_records(opened.fd, fmt, indexes):
-                        keep(record)
-                    return picked, None
-                path, written = write_rejected_file(original, opened.fd, fmt, indexes, on_record=keep)
-                if not self.ledger.record_rejected_file(row.id, str(path)):
-                    path.unlink(missing_ok=True)  # another process wrote it first
-                    return picked, None
-                return picked, (str(path), written)
-
-            try:
-                picked, wrote = await anyio.to_thread.run_sync(one_pass)
-            except OSError as exc:
-                log.warning("could not write the rejected-records file: %s", exc.strerror)
-                picked, wrote = (
-                    await anyio.to_thread.run_sync(
-                        lambda: [r for r in pick_records(opened.fd, fmt, indexes) if r.index in wanted]
-                    ),
-                    None,
-                )
-            attach_excerpts(groups, picked)
-            if wrote is not None:
-                job.rejected_file, job.rejected_written = wrote
-        job.groups = groups
-        if latest.status == "pending_schema" and opened is not None and opened.unchanged():
-            fmt = plan.fmt
-            try:
-                suggestion = await anyio.to_thread.run_sync(lambda: suggest_schema(opened.fd, fmt))
-                job.suggested_schema = dict(suggestion.fields)
-            except ValueError:
-                job.suggested_schema = None
-
-
-def error_items(job: ImportJob) -> list[ErrorItem]:
-    """An import's itemised errors as summary items."""
-    return [ErrorItem(e.record_index, e.field, e.reason) for e in job.errors]
+            plan = job.plan
+            explained = await explain(
+                job.latest,
+                plan.opened,
+                plan.fmt,
+                ledger=self.ledger,
+                row=job.ledger_row,
+                original=plan.local_path,
+                allowed=plan.allowed_dirs,
+                write_file=plan.write_rejected,
+            )
+            job.groups, job.suggested_schema = explained.groups, explained.suggested_schema
+            job.write_problem = explained.write_problem
+            if explained.rejected_file is not None:
+                job.rejected_file, job.rejected_written = explained.rejected_file, explained.rejected_written

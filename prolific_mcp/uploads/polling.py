@@ -1,4 +1,5 @@
-"""The polling schedule for imports and migrations (DESIGN §4): one function, one place.
+"""The polling schedule for imports and migrations (docs/architecture.md, Waiting), and `poll_until`, the one
+loop behind every wait.
 
 Prolific's CLI polls every 3 s. We start at 3 s and grow by half each time up to 5 s, so a 5 s import costs no
 more requests than the CLI and a 60 s or 600 s import costs far fewer, while a terminal status is noticed within
@@ -9,10 +10,24 @@ ever shortens an interval, so the 5 s bound holds.
 
 from __future__ import annotations
 
+import logging
 import random as _random
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
+
+import anyio
+
+from prolific_mcp.api.errors import (
+    ApiUnreachableError,
+    RateLimitedError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from prolific_mcp.redaction import redact
+
+log = logging.getLogger("prolific_mcp.uploads")
 
 FIRST_DELAY: Final = 3.0
 GROWTH: Final = 1.5
@@ -21,6 +36,12 @@ MIN_DELAY: Final = 0.25
 JITTER: Final = 0.15
 """Each delay is multiplied by a factor in (1 - JITTER, 1]: downward only."""
 ETA_MARGIN: Final = 0.3
+ERRORS_IN_A_ROW: Final = 5
+"""A wait ends with the error after this many transient failures in a row."""
+TRANSIENT: Final = (ServerError, ApiUnreachableError, RateLimitedError, UnexpectedResponseError)
+"""Failures a later request may not meet (the client has already retried each one within its own budget)."""
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -69,3 +90,53 @@ class PollPlanner:
             delay = eta + ETA_MARGIN
         delay *= 1.0 - JITTER * self.random()
         return max(MIN_DELAY, min(MAX_DELAY, delay))
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    deadline: float,
+    planner: PollPlanner,
+    on_each: Callable[[T], Awaitable[None]] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    errors_in_a_row: int = ERRORS_IN_A_ROW,
+) -> T:
+    """Fetch on the planner's schedule until `done(value)` or the next request would pass `deadline` (on `clock`);
+    returns the last value fetched, done or not.
+
+    A transient failure (`TRANSIENT`) is tolerated up to `errors_in_a_row` times in a row, then raised. A
+    rate-limit's `retry_after` is honoured: that long is slept if it fits before the deadline; otherwise the wait
+    ends with what is known (the last value, or the error when nothing was fetched yet). Any other error is raised
+    at once. `on_each` sees every value fetched.
+    """
+    last: list[T] = []
+    failures = 0
+    while True:
+        try:
+            value = await fetch()
+        except TRANSIENT as exc:
+            failures += 1
+            log.info("status check failed (%s in a row): %s", failures, redact(str(exc)))
+            if failures >= errors_in_a_row:
+                raise
+            wait = planner.next_delay()
+            if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+                wait = exc.retry_after
+            if clock() + wait > deadline:
+                if not last:
+                    raise
+                return last[0]
+            await sleep(wait)
+            continue
+        failures = 0
+        last[:] = [value]
+        if on_each is not None:
+            await on_each(value)
+        if done(value):
+            return value
+        wait = planner.next_delay()
+        if clock() + wait > deadline:
+            return value
+        await sleep(wait)

@@ -11,16 +11,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from prolific_mcp.operations.render import ImportOutcome, import_summary
 from prolific_mcp.redaction import REDACTED, redact, redact_url, register_secret
 from prolific_mcp.text import one_line
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path
-from prolific_mcp.uploads.summary import (
-    MAX_TEXT,
-    ErrorItem,
-    SummaryInput,
-    build_summary,
-    group_errors,
-)
+from prolific_mcp.uploads.rejections import MAX_TEXT, ErrorItem, group_errors
 
 # --- the path guard ------------------------------------------------------------------------------------------------
 
@@ -263,8 +258,8 @@ def test_any_error_list_gives_a_bounded_clean_summary(
     if excerpt is not None:
         for group in groups[:3]:
             group.excerpt = one_line(excerpt)
-    text = build_summary(
-        SummaryInput(
+    text = import_summary(
+        ImportOutcome(
             dataset_id="0192a3b5-e8f9-7a0b-1c2d-3e4f5a6b7c8d",
             import_id=import_id,
             filename=filename,
@@ -291,8 +286,8 @@ def test_a_hundred_thousand_errors_and_a_megabyte_reason() -> None:
     errors = [ErrorItem(i, f"field{i % 70}", f"reason {i % 90}") for i in range(100_000)]
     groups = group_errors(errors, 250_000)
     assert sum(g.count for g in groups) == 250_000
-    text = build_summary(
-        SummaryInput(
+    text = import_summary(
+        ImportOutcome(
             dataset_id="d1",
             import_id="i1",
             filename="big.jsonl",

@@ -20,14 +20,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.models import DatasetSchema, UploadTarget
+from prolific_mcp.operations.deps import ServiceOptions
+from prolific_mcp.operations.facade import Operations
 from prolific_mcp.sandbox import Pace, Sandbox
-from prolific_mcp.server import state as state_module
+from prolific_mcp.server import lifespan as state_module
 from prolific_mcp.server.app import build_server
 from prolific_mcp.server.http import HttpOptions
 from prolific_mcp.settings import Settings
-from prolific_mcp.uploads.ledger import Ledger
 from prolific_mcp.uploads.jobs import UploadManager
-from prolific_mcp.uploads.service import DatasetService, ServiceOptions
+from prolific_mcp.uploads.ledger import Ledger
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 from tests.server.test_transports import _serve
 
@@ -264,7 +265,7 @@ async def test_uploads_share_one_connection_without_mixing_up(tmp_path: Path) ->
                     options = ServiceOptions(
                         mode="sandbox", origin="sandbox", allowed_dirs=[folder], state_dir=tmp_path
                     )
-                    service = DatasetService(client, ledger, manager, options)
+                    service = Operations(client, ledger, manager, options)
                     schema = DatasetSchema.model_validate({"strict": False, "fields": SCHEMA_FIELDS})
                     dataset = await client.create_dataset("Pool", sbx.workspace_id, schema)
                     results: dict[str, Any] = {}

@@ -116,7 +116,7 @@ def test_scan_hashes_counts_and_groups_in_one_pass(root: Path) -> None:
     assert report.ok
     assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert (report.size, report.record_count, report.rejected) == (path.stat().st_size, 31, 4)
-    got = {(g.key, g.count): g.records for g in report.groups}
+    got = {(g.key or g.field, g.count): g.records for g in report.groups}
     assert got == {("text", 2): [8, 9], ("img", 1): [4], ("_raw", 1): [31]}
 
 

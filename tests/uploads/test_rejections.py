@@ -5,14 +5,13 @@ import os
 import unicodedata
 from pathlib import Path
 
+from prolific_mcp.operations.render import ImportOutcome, import_summary
 from prolific_mcp.text import UNTRUSTED_OPEN, number_ranges, one_line
-from prolific_mcp.uploads.summary import (
+from prolific_mcp.uploads.rejections import (
     MAX_TEXT,
     NOT_ITEMISED,
     ErrorItem,
-    SummaryInput,
     attach_excerpts,
-    build_summary,
     group_errors,
     pick_records,
     write_rejected_file,
@@ -56,7 +55,7 @@ def test_many_errors_stay_within_the_bounds() -> None:
     assert len(groups) <= 50
     assert all(len(g.records) <= 20 for g in groups)
     assert sum(g.count for g in groups) == 100_000
-    text = build_summary(SummaryInput("d", "i", "x.jsonl", "partial", accepted=5, rejected=100_000, groups=groups))
+    text = import_summary(ImportOutcome("d", "i", "x.jsonl", "partial", accepted=5, rejected=100_000, groups=groups))
     assert len(text) <= MAX_TEXT
     assert "more cause" in text
 
@@ -67,16 +66,18 @@ def test_partial_summary_with_excerpts_and_the_rejected_file(tmp_path: Path) -> 
     fd = os.open(path, os.O_RDONLY)
     try:
         attach_excerpts(groups, pick_records(fd, "jsonl", {4, 11, 40}))
-        target, written = write_rejected_file(path, fd, "jsonl", {4, 11, 40})
-        second, _ = write_rejected_file(path, fd, "jsonl", {4})
+        first = write_rejected_file(path, fd, "jsonl", {4, 11, 40}, allowed=[tmp_path])
+        again = write_rejected_file(path, fd, "jsonl", {4}, allowed=[tmp_path])
     finally:
         os.close(fd)
+    assert first is not None and again is not None
+    (target, written), (second, _) = first, again
     assert (target.name, written, second.name) == ("reviews.rejected.jsonl", 3, "reviews.rejected.1.jsonl")
     lines = target.read_text(encoding="utf-8").splitlines()
     assert json.loads(lines[1]) == {"text": "t11"}
     assert lines[2] == "{bad json"
-    text = build_summary(
-        SummaryInput(
+    text = import_summary(
+        ImportOutcome(
             "ds-1",
             "imp-1",
             "reviews.jsonl",
@@ -104,22 +105,24 @@ def test_partial_summary_with_excerpts_and_the_rejected_file(tmp_path: Path) -> 
 
 
 def test_failed_and_pending_schema_summaries() -> None:
-    text = build_summary(SummaryInput("d", "i", "a.jsonl", "failed", reason="the file is a JSON array\x07"))
+    text = import_summary(ImportOutcome("d", "i", "a.jsonl", "failed", reason="the file is a JSON array\x07"))
     assert "nothing was imported" in text
     assert "\x07" not in text
-    pending = build_summary(
-        SummaryInput("d", "i", "a.jsonl", "pending_schema", suggested_schema={"text": {"type": "text"}})
+    pending = import_summary(
+        ImportOutcome("d", "i", "a.jsonl", "pending_schema", suggested_schema={"text": {"type": "text"}})
     )
     assert 'set_schema(dataset_id="d", fields={"text":{"type":"text"}}, strict=false)' in pending
 
 
 def test_all_duplicates_are_explained() -> None:
-    text = build_summary(SummaryInput("d", "i", "a.jsonl", "complete", accepted=3, duplicates=3))
+    text = import_summary(ImportOutcome("d", "i", "a.jsonl", "complete", accepted=3, duplicates=3))
     assert "nothing new was added" in text
 
 
 def test_clean_and_number_ranges() -> None:
     assert one_line("a\tb\n\nc") == "a b c"
+    blank = "\ufe0f\U000e0100\u034f\u115f\u1160\u3164\uffa0\u2800\ue000\u200b\u202e"
+    assert one_line(f"a{blank}b") == "ab"
     assert one_line("x" * 100, 10) == "x" * 9 + "…"
     out = one_line("".join(chr(c) for c in range(0, 0x3000)))
     assert not any(unicodedata.category(ch) in ("Cc", "Cf") for ch in out)

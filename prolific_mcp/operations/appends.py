@@ -1,0 +1,94 @@
+"""append_records: up to 1,000 records (≤ 1 MiB of JSONL) appended synchronously, waiting out a running import."""
+
+from __future__ import annotations
+
+import json
+
+from prolific_mcp.api.errors import ConflictError
+from prolific_mcp.api.models import AppendResult
+from prolific_mcp.operations import render
+from prolific_mcp.operations.deps import (
+    MAX_APPEND_BYTES,
+    MAX_APPEND_RECORDS,
+    Deps,
+    OperationError,
+    Progress,
+    checked_id,
+)
+from prolific_mcp.operations.results import AppendRecordsResult
+from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.rejections import error_items, group_errors
+
+
+def append_body(records: object) -> bytes:
+    """The records checked (a list of 1 to 1,000 objects, or that as a JSON string) and written as JSONL (stdlib
+    json: integers of any size stay exact)."""
+    if isinstance(records, str):
+        try:
+            records = json.loads(records)
+        except ValueError:
+            raise OperationError("records is not valid JSON: pass a list of objects") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise OperationError('records must be a list of objects, e.g. [{"review": "Great"}]')
+    if not records:
+        raise OperationError("records is empty: pass at least one record")
+    if len(records) > MAX_APPEND_RECORDS:
+        raise OperationError(
+            f"{len(records):,} records is over the {MAX_APPEND_RECORDS:,} an append takes: write them to a .jsonl "
+            "file and use upload_file"
+        )
+    body = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
+    if len(body) > MAX_APPEND_BYTES:
+        raise OperationError(
+            f"the records are {len(body):,} bytes, over 1 MiB: write them to a .jsonl file and use upload_file"
+        )
+    return body
+
+
+async def append_records(
+    deps: Deps,
+    dataset_id: str,
+    records: object,
+    *,
+    wait_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> AppendRecordsResult:
+    dataset_id = checked_id(dataset_id, "dataset_id")
+    body = append_body(records)
+    planner = PollPlanner()
+
+    async def attempt() -> AppendResult | None:
+        """The append's answer, or None while an import or a migration holds the dataset (409)."""
+        try:
+            return await deps.client.append_datapoints(dataset_id, body)
+        except ConflictError:
+            planner.observe(deps.clock(), "queued", None)
+            return None
+
+    async def waiting(answer: AppendResult | None) -> None:
+        if answer is None and progress is not None:
+            await progress(min(99.0, 10.0 * planner.requests), render.APPEND_WAITING)
+
+    answer = await poll_until(
+        attempt,
+        lambda a: a is not None,
+        deadline=deps.clock() + deps.clamp_wait(wait_seconds),
+        planner=planner,
+        on_each=waiting,
+        clock=deps.clock,
+        sleep=deps.sleep,
+    )
+    if answer is None:
+        raise OperationError(render.append_still_blocked(dataset_id))
+    groups = group_errors(error_items(answer), answer.rejected_count or 0)
+    accepted, rejected = answer.accepted_count or 0, answer.rejected_count or 0
+    duplicates = answer.duplicate_count or 0
+    return AppendRecordsResult(
+        mode=deps.mode,
+        dataset_id=dataset_id,
+        accepted_count=accepted,
+        rejected_count=rejected,
+        duplicate_count=duplicates,
+        groups=render.group_infos(groups),
+        retried=answer.retried,
+    ).with_text(render.appended(dataset_id, accepted, rejected, duplicates, groups, retried=answer.retried))

@@ -1,0 +1,174 @@
+"""What every operation takes: one `Deps` (the API client, the ledger, the upload jobs, the options), plus the
+argument checks the operations share (ids, wait, local paths, formats, schemas).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import anyio
+
+from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api.models import Dataset, DatasetSchema
+from prolific_mcp.ids import InvalidIdError, check_id
+from prolific_mcp.operations.results import Mode
+from prolific_mcp.records import FileFormat, Schema, format_from_filename, schema_problems
+from prolific_mcp.uploads.files import FileAccessError, OpenedFile, open_regular_file, resolve_path
+from prolific_mcp.uploads.jobs import UploadManager
+from prolific_mcp.uploads.ledger import Ledger
+
+Progress = Callable[[float, str], Awaitable[None]]
+"""Reports (value 0–100, a message a person can read) to the caller."""
+
+MAX_APPEND_RECORDS: Final = 1000
+"""The most records one append takes (Prolific's limit)."""
+MAX_APPEND_BYTES: Final = 1024 * 1024
+"""The most bytes of JSONL one append sends; more belongs in upload_file."""
+
+
+class OperationError(Exception):
+    """An operation refused or failed; the message says what was wrong and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions:
+    """What the operations need from the settings."""
+
+    mode: Mode
+    origin: str
+    allowed_dirs: Sequence[Path]
+    state_dir: Path
+    default_workspace_id: str | None = None
+    default_wait: float = 50.0
+    """PROLIFIC_MCP_WAIT_SECONDS: the wait when a call gives none, and the one a next call suggests."""
+    max_wait: float = 900.0
+
+
+@dataclass(eq=False)
+class Deps:
+    """The dependencies of every operation, against one API origin."""
+
+    client: ProlificClient
+    ledger: Ledger
+    jobs: UploadManager
+    options: ServiceOptions
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    _account: str | None = None
+    _account_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def mode(self) -> Mode:
+        return self.options.mode
+
+    def clamp_wait(self, wait_seconds: float | None) -> float:
+        """The seconds a call may wait: the default when none is given, never below 0 or above the maximum."""
+        if wait_seconds is None:
+            return min(self.options.default_wait, self.options.max_wait)
+        return max(0.0, min(float(wait_seconds), self.options.max_wait))
+
+    async def account_id(self) -> str:
+        """The token's user id (from users/me, once per process): part of every ledger key."""
+        async with self._account_lock:
+            if self._account is None:
+                self._account = (await self.client.get_me()).id
+            return self._account
+
+    async def remember(self, dataset: Dataset, source: Literal["created", "touched"]) -> None:
+        """Note in the ledger that this server created or used the dataset (list_datasets shows it)."""
+        account = await self.account_id()
+        await anyio.to_thread.run_sync(
+            lambda: self.ledger.remember_dataset(
+                self.options.origin,
+                account,
+                dataset.id,
+                source=source,
+                name=dataset.name,
+                workspace_id=dataset.workspace_id,
+            )
+        )
+
+    def resolve(self, path: str) -> Path:
+        """A path inside the allowed directories, or OperationError saying why not."""
+        try:
+            return resolve_path(path, list(self.options.allowed_dirs))
+        except FileAccessError as exc:
+            raise OperationError(str(exc)) from None
+
+    def open(self, path: str | Path) -> OpenedFile:
+        """The file opened safely (a regular file inside the allowed directories), or OperationError."""
+        try:
+            resolved = path if isinstance(path, Path) else resolve_path(path, list(self.options.allowed_dirs))
+            return open_regular_file(resolved)
+        except FileAccessError as exc:
+            raise OperationError(str(exc)) from None
+
+
+def checked_id(value: object, kind: str) -> str:
+    """An id that can be sent as it is, or OperationError saying what is wrong with it."""
+    try:
+        return check_id(value, kind)
+    except InvalidIdError as exc:
+        raise OperationError(str(exc)) from None
+
+
+def file_format(name: str, fmt: str | None) -> FileFormat:
+    """The format asked for ('jsonl', 'ndjson' or 'csv'), or the one the name's extension says."""
+    if fmt:
+        chosen = fmt.strip().lower().lstrip(".")
+        if chosen == "ndjson":
+            chosen = "jsonl"
+        if chosen == "jsonl":
+            return "jsonl"
+        if chosen == "csv":
+            return "csv"
+        raise OperationError(f"format {fmt!r} is not supported: use 'jsonl' or 'csv'")
+    detected = format_from_filename(name)
+    if detected is None:
+        raise OperationError(
+            f"{os.path.basename(name)!r} is not a .jsonl, .ndjson or .csv file: convert it, or pass "
+            "format='jsonl' or format='csv' if the content already is one"
+        )
+    return detected
+
+
+def parse_fields(fields: object, strict: object) -> Schema:
+    """Validate `fields` ({key: {type, label?}}, or that as a JSON string) and `strict` into a Schema."""
+    if isinstance(fields, str):
+        try:
+            fields = json.loads(fields)
+        except ValueError:
+            raise OperationError(
+                'fields is not valid JSON: pass an object such as {"review": {"type": "text", "label": "Review"}}'
+            ) from None
+    if fields is None:
+        fields = {}
+    if isinstance(strict, str):
+        strict = {"true": True, "false": False}.get(strict.strip().lower(), strict)
+    raw = {"strict": strict, "fields": fields}
+    problems = schema_problems(raw)
+    if problems:
+        listed = "; ".join((f"{p.field}: " if p.field else "") + p.message for p in problems[:10])
+        raise OperationError(f"the schema is not valid: {listed}. Fix these and call again (suggest_schema helps).")
+    return Schema.from_dict(raw)
+
+
+def api_schema(schema: Schema) -> DatasetSchema:
+    return DatasetSchema.model_validate(schema.to_dict())
+
+
+def local_schema(dataset: Dataset) -> Schema | None:
+    """The dataset's schema as the local checks know it (fields of types this version does not know are left out)."""
+    if dataset.dataset_schema is None:
+        return None
+    raw = dataset.dataset_schema.to_api()
+    if schema_problems(raw):
+        known = {k: v for k, v in raw["fields"].items() if not schema_problems({"strict": True, "fields": {k: v}})}
+        raw = {"strict": raw["strict"], "fields": known}
+    return Schema.from_dict(raw)

@@ -1,0 +1,416 @@
+"""upload_file (with the ledger's resume rules and the stored outcome of an identical upload) and
+get_import_status (docs/architecture.md, The path of one upload_file call, and The ledger)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+
+from prolific_mcp.api.errors import ProlificError
+from prolific_mcp.api.models import Dataset, ImportJob
+from prolific_mcp.operations import render
+from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, file_format, local_schema
+from prolific_mcp.operations.results import ImportResult, PreflightInfo
+from prolific_mcp.records import FileFormat, RecordRules
+from prolific_mcp.text import one_line
+from prolific_mcp.uploads.files import (
+    INLINE_CONTENT_LIMIT,
+    FileAccessError,
+    OpenedFile,
+    file_sha256,
+    open_regular_file,
+    resolve_path,
+    scan_file,
+    upload_filename,
+)
+from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadPlan, follow
+from prolific_mcp.uploads.ledger import UploadKey, UploadRow
+from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.rejections import Explained, explain
+
+LIVE_ELSEWHERE_SECONDS: Final = 120.0
+"""An upload another process recorded this recently is taken to be alive when its owner cannot be checked."""
+
+
+def open_inline(deps: Deps, content: str, filename: str) -> OpenedFile:
+    """Small inline data, written to a private temporary file and opened like any other file."""
+    data = content.encode("utf-8")
+    if len(data) > INLINE_CONTENT_LIMIT:
+        raise OperationError(
+            f"content is {len(data):,} bytes, over the 1 MiB inline limit: save it to a file inside an allowed "
+            "directory and pass path instead"
+        )
+    if not data.strip():
+        raise OperationError("content is empty: there is nothing to upload")
+    folder = deps.options.state_dir / "inline"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="inline-", suffix="-" + os.path.basename(filename)[-60:], dir=folder)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        return open_regular_file(Path(name))
+    finally:
+        os.unlink(name)
+
+
+def _source(deps: Deps, path: str | None, content: str | None, filename: str | None) -> tuple[str, Path | None]:
+    """(the name shown, the resolved path or None for inline content), or OperationError for bad arguments."""
+    if (path is None) == (content is None):
+        raise OperationError(
+            "pass either path (a file inside the allowed directories) or content with filename (≤ 1 MiB), "
+            "not both and not neither"
+        )
+    if content is not None and not filename:
+        raise OperationError("content needs a filename (e.g. 'records.jsonl') so the format is known")
+    resolved = deps.resolve(path) if path is not None else None
+    return os.path.basename(path if path is not None else str(filename)), resolved
+
+
+async def upload_file(
+    deps: Deps,
+    dataset_id: str,
+    path: str | None = None,
+    content: str | None = None,
+    filename: str | None = None,
+    fmt: str | None = None,
+    *,
+    wait_seconds: float | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
+    dataset_id = checked_id(dataset_id, "dataset_id")
+    display, resolved = _source(deps, path, content, filename)
+    chosen = file_format(display, fmt)
+    wait = deps.clamp_wait(wait_seconds)
+    opened = deps.open(resolved) if resolved is not None else open_inline(deps, str(content), str(filename))
+    handed_to_job = False
+    try:
+        dataset = await deps.client.get_dataset(dataset_id)
+        plan, preflight = await _plan(deps, dataset, opened, display, chosen, inline=resolved is None)
+        job, stored, orphans = await job_for(deps, plan, force, dataset)
+        if job is None:
+            assert stored is not None
+            return await stored_outcome(deps, stored, plan, preflight)
+        handed_to_job = job.plan is plan
+        finished = await follow(job, wait, progress, render.progress)
+        result = await job_result(deps, job, finished, preflight)
+        result.orphaned_imports = sorted(set(result.orphaned_imports) | set(orphans))
+        return result.with_text(render.with_orphans(result.text, result.orphaned_imports))
+    except UploadBusyError as exc:
+        raise OperationError(str(exc)) from None
+    finally:
+        if not handed_to_job:
+            opened.close()
+
+
+async def _plan(
+    deps: Deps, dataset: Dataset, opened: OpenedFile, display: str, fmt: FileFormat, *, inline: bool
+) -> tuple[UploadPlan, PreflightInfo]:
+    """Check the file against the dataset (pre-flight) and decide everything the upload needs."""
+    v3 = not dataset.is_v4
+    if v3 and fmt != "csv":
+        raise OperationError(
+            f"dataset {dataset.id} is a legacy V3 dataset, which takes CSV files only: convert the file to "
+            "CSV, or create a V4 dataset (create_dataset) for JSONL"
+        )
+    await deps.remember(dataset, "touched")
+    schema = None if v3 else local_schema(dataset)
+    report = await anyio.to_thread.run_sync(
+        lambda: scan_file(opened.fd, fmt, schema, rules=RecordRules(), expected_size=opened.size)
+    )
+    preflight = PreflightInfo(
+        sha256=report.sha256,
+        size=report.size,
+        record_count=report.record_count,
+        expected_rejections=report.rejected,
+        groups=render.group_infos(report.groups),
+    )
+    if report.failure is not None:
+        raise OperationError(f"{display} cannot be imported: {report.failure}. Nothing was uploaded.")
+    key = UploadKey(deps.options.origin, await deps.account_id(), dataset.id, report.sha256, report.size)
+    plan = UploadPlan(
+        key=key,
+        dataset_id=dataset.id,
+        filename=upload_filename(display, fmt),
+        fmt=fmt,
+        size=report.size,
+        record_count=report.record_count,
+        opened=opened,
+        local_path=None if inline else opened.path,
+        v3=v3,
+        allowed_dirs=deps.options.allowed_dirs,
+    )
+    return plan, preflight
+
+
+async def job_for(
+    deps: Deps, plan: UploadPlan, force: bool, dataset: Dataset
+) -> tuple[UploadJob | None, UploadRow | None, list[str]]:
+    """The ledger's resume rules (docs/architecture.md, The ledger): (a job to follow, or None and the stored row
+    whose outcome stands; the imports left behind)."""
+    live = deps.jobs.job_for_key(plan.key)
+    if live is not None:
+        return live, None, []
+    row = await anyio.to_thread.run_sync(deps.ledger.latest_upload, plan.key)
+    orphans: list[str] = []
+    if row is not None and not force:
+        if row.state == "uploaded" and row.import_id:
+            return deps.jobs.watch_import(plan, row), None, []
+        if row.state in ("complete", "partial"):
+            return None, row, []
+        if row.state == "pending_schema" and row.import_id:
+            schema = dataset.dataset_schema
+            if schema is None or schema.is_empty:
+                return None, row, []
+            current = await deps.client.get_import(plan.dataset_id, row.import_id)
+            if current.status != "pending_schema":
+                return deps.jobs.watch_import(plan, row), None, []
+        if row.state in ("url_issued", "uploading"):
+            alive = row.owner_alive()
+            recent = time.time() - row.updated_at < LIVE_ELSEWHERE_SECONDS
+            if alive or (alive is None and recent):
+                raise OperationError(render.uploading_elsewhere(plan.dataset_id, row.import_id))
+            await anyio.to_thread.run_sync(deps.ledger.set_state, row.id, "orphaned")
+            if row.import_id:
+                orphans.append(row.import_id)
+    return deps.jobs.start_upload(plan), None, orphans
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a result says about the upload besides the import's own outcome."""
+
+    dataset_id: str
+    import_id: str | None
+    filename: str
+    record_count: int | None
+    preflight: PreflightInfo | None = None
+    from_ledger: bool = False
+    inline: bool = False
+    v3: bool = False
+
+
+def _result(deps: Deps, facts: _Facts, status: str, finished: bool, value: float) -> ImportResult:
+    return ImportResult(
+        mode=deps.mode,
+        dataset_id=facts.dataset_id,
+        import_id=facts.import_id,
+        filename=facts.filename,
+        status=status,
+        finished=finished,
+        progress=round(value, 1),
+        record_count=facts.record_count,
+        preflight=facts.preflight,
+        from_ledger=facts.from_ledger,
+    )
+
+
+def _unfinished(
+    deps: Deps, facts: _Facts, result: ImportResult, message: str, *, uploading: bool, gave_up: bool
+) -> ImportResult:
+    wait = deps.clamp_wait(None)
+    result.next_call = render.next_call(facts.dataset_id, facts.import_id, uploading=uploading, wait=wait)
+    return result.with_text(render.still_going(message, gave_up=gave_up, then=result.next_call))
+
+
+async def _finished(
+    deps: Deps, facts: _Facts, result: ImportResult, latest: ImportJob, explained: Explained, rejected_file: str | None
+) -> ImportResult:
+    """The result of a finished (V4) import, with its summary."""
+    total: int | None = None
+    with contextlib.suppress(ProlificError):
+        total = (await deps.client.get_dataset(facts.dataset_id)).total_datapoint_count
+    result.accepted_count = latest.accepted_count
+    result.rejected_count = latest.rejected_count
+    result.duplicate_count = latest.duplicate_count
+    result.total_datapoint_count = total
+    result.reason = one_line(latest.reason, 500) if latest.reason else None
+    result.groups = render.group_infos(explained.groups)
+    result.rejected_file = rejected_file
+    outcome = render.ImportOutcome(
+        dataset_id=facts.dataset_id,
+        import_id=facts.import_id,
+        filename=facts.filename,
+        status=latest.status,
+        accepted=latest.accepted_count or 0,
+        rejected=latest.rejected_count or 0,
+        duplicates=latest.duplicate_count or 0,
+        record_count=facts.record_count,
+        total_datapoints=total,
+        reason=latest.reason,
+        groups=explained.groups,
+        rejected_file=rejected_file,
+        rejected_written=result.rejected_written,
+        suggested_schema=explained.suggested_schema,
+        write_problem=explained.write_problem,
+        inline=facts.inline and bool(latest.errors),
+    )
+    return result.with_text(render.import_summary(outcome))
+
+
+async def job_result(deps: Deps, job: UploadJob, finished: bool, preflight: PreflightInfo | None) -> ImportResult:
+    """The result of a live job after the wait: its outcome, or where it stands and the call that goes on."""
+    plan = job.plan
+    if job.error is not None or job.cancelled:
+        if job.error is not None and not (job.put_failed and job.import_id):
+            raise job.error
+        raise OperationError(render.upload_ended(job.error, plan.filename, job.import_id, put_failed=job.put_failed))
+    facts = _Facts(
+        plan.dataset_id, job.import_id, plan.filename, plan.record_count, preflight, inline=plan.local_path is None
+    )
+    value, message = render.progress(job)
+    latest = job.latest
+    status = job.terminal_status or (latest.status if latest is not None else job.phase)
+    if plan.v3 and status in ("READY", "ERROR"):
+        status = status.lower()
+    result = _result(deps, facts, status, finished and job.terminal_status is not None, value)
+    result.orphaned_imports = list(job.orphans)
+    result.rejected_written = job.rejected_written
+    if not result.finished:
+        result.rejected_file = job.rejected_file
+        return _unfinished(deps, facts, result, message, uploading=job.in_put, gave_up=job.watch_gave_up)
+    if plan.v3:
+        ok = job.v3_status == "READY"
+        result.status = "complete" if ok else "failed"
+        return result.with_text(render.v3_outcome(plan.dataset_id, plan.filename, plan.record_count, ok))
+    assert latest is not None
+    if job.groups is None:
+        explained = await explain(latest, plan.opened, plan.fmt, ledger=deps.ledger)
+    else:
+        explained = Explained(job.groups, suggested_schema=job.suggested_schema, write_problem=job.write_problem)
+    return await _finished(deps, facts, result, latest, explained, job.rejected_file)
+
+
+def stored_import(row: UploadRow) -> ImportJob:
+    """The import's outcome as the ledger stored it."""
+    return ImportJob.model_validate({"import_id": row.import_id or "-", **(row.outcome or {}), "status": row.state})
+
+
+async def stored_outcome(deps: Deps, row: UploadRow, plan: UploadPlan, preflight: PreflightInfo) -> ImportResult:
+    """The outcome of an identical earlier upload, from the ledger (writing the rejected file if not yet written)."""
+    latest = stored_import(row)
+    write = row.state == "partial" and row.rejected_file is None and bool(latest.errors)
+    explained = await explain(
+        latest,
+        plan.opened,
+        plan.fmt,
+        ledger=deps.ledger,
+        row=row,
+        original=plan.local_path,
+        allowed=plan.allowed_dirs,
+        write_file=write,
+    )
+    facts = _Facts(
+        plan.dataset_id, row.import_id, plan.filename, plan.record_count, preflight, True, plan.local_path is None
+    )
+    result = _result(deps, facts, row.state, True, 100.0)
+    result.rejected_written = explained.rejected_written
+    if plan.v3:
+        ok = row.state == "complete"
+        text = render.v3_outcome(plan.dataset_id, plan.filename, plan.record_count, ok)
+        result = result.with_text(text)
+    else:
+        result = await _finished(deps, facts, result, latest, explained, explained.rejected_file or row.rejected_file)
+    parked = row.state == "pending_schema"
+    return result.with_text(render.stored_outcome(result.text, plan.dataset_id, row.import_id, parked=parked))
+
+
+async def get_import_status(
+    deps: Deps,
+    dataset_id: str,
+    import_id: str,
+    *,
+    wait_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Read-only: follow an import (the live upload job if this process runs it); never writes files."""
+    dataset_id = checked_id(dataset_id, "dataset_id")
+    import_id = checked_id(import_id, "import_id")
+    wait = deps.clamp_wait(wait_seconds)
+    job = deps.jobs.job_for_import(dataset_id, import_id)
+    if job is not None:
+        finished = await follow(job, wait, progress, render.progress)
+        return await job_result(deps, job, finished, None)
+    row = await anyio.to_thread.run_sync(deps.ledger.upload_by_import, deps.options.origin, dataset_id, import_id)
+    name = row.filename if row is not None else import_id
+    records = row.record_count if row is not None else None
+    latest = await _watch_import(deps, dataset_id, import_id, name, records, wait, progress)
+    facts = _Facts(dataset_id, import_id, name, records)
+    value, message = render.import_progress(name, records, latest)
+    result = _result(deps, facts, latest.status, latest.is_terminal, value)
+    if not latest.is_terminal:
+        return _unfinished(deps, facts, result, message, uploading=False, gave_up=False)
+    if row is not None and not row.is_terminal:
+        status: Any = latest.status
+        outcome = latest.model_dump(mode="json", by_alias=True)
+        await anyio.to_thread.run_sync(partial(deps.ledger.set_state, row.id, status, outcome))
+    opened = None
+    if latest.errors or latest.status == "pending_schema":
+        opened = await anyio.to_thread.run_sync(_reopen_for_excerpts, deps, row)
+    try:
+        fmt: FileFormat = row.format if row is not None else "jsonl"  # type: ignore[assignment]
+        explained = await explain(latest, opened, fmt, ledger=deps.ledger)
+        return await _finished(deps, facts, result, latest, explained, row.rejected_file if row else None)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+async def _watch_import(
+    deps: Deps,
+    dataset_id: str,
+    import_id: str,
+    name: str,
+    record_count: int | None,
+    wait: float,
+    progress: Progress | None,
+) -> ImportJob:
+    """Poll one import until it ends or the wait is over, reporting progress; its last known state."""
+    planner = PollPlanner(total_records=record_count, started_at=deps.clock())
+    last = -1.0
+
+    async def fetch() -> ImportJob:
+        latest = await deps.client.get_import(dataset_id, import_id)
+        planner.observe(deps.clock(), latest.status, latest.processed_offset)
+        return latest
+
+    async def report(latest: ImportJob) -> None:
+        nonlocal last
+        value, message = render.import_progress(name, record_count, latest)
+        if progress is not None and value > last:
+            await progress(value, message)
+            last = value
+
+    return await poll_until(
+        fetch,
+        lambda j: j.is_terminal,
+        deadline=deps.clock() + wait,
+        planner=planner,
+        on_each=report,
+        clock=deps.clock,
+        sleep=deps.sleep,
+    )
+
+
+def _reopen_for_excerpts(deps: Deps, row: UploadRow | None) -> OpenedFile | None:
+    """The ledger's local file, if it is still allowed and still the same content (size and sha256)."""
+    if row is None or not row.local_path:
+        return None
+    try:
+        opened = open_regular_file(resolve_path(row.local_path, list(deps.options.allowed_dirs)))
+    except FileAccessError:
+        return None
+    if opened.size != row.key.size or file_sha256(opened.fd) != row.key.sha256:
+        opened.close()
+        return None
+    return opened
