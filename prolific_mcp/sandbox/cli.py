@@ -25,10 +25,23 @@ import anyio
 
 from prolific_mcp.sandbox.config import DEFAULT_MAX_OBJECT_SIZE, DEFAULT_URL_LIFETIME, Pace, SandboxConfig
 from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError
-from prolific_mcp.sandbox.handshake import ADMIN_TOKEN_ENV, CONFIGURED_ADMIN, READY_PREFIX, TEMP_NOTE, TOKEN_ENV
+from prolific_mcp.sandbox.handshake import (
+    ADMIN_TOKEN_ENV,
+    CONFIGURED_ADMIN,
+    READY_PREFIX,
+    TEMP_NOTE,
+    TOKEN_ENV,
+    USERS_LOCK,
+    SandboxAddress,
+    remove_address,
+    try_lock,
+    write_address,
+)
 from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError, load_fault_file
 
 log = logging.getLogger("prolific_mcp.sandbox")
+
+USERS_POLL_SECONDS = 0.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exit-on-stdin-eof", action="store_true", help="exit when standard input is closed (the parent went away)"
     )
+    parser.add_argument(
+        "--shared",
+        action="store_true",
+        help="run as the shared sandbox of the MCP servers on this state folder: write address.json there once "
+        "ready, exit once no server holds users.lock (docs/sandbox.md)",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for the state folder's lock (a sandbox that is stopping) instead of failing at once",
+    )
     return parser
 
 
@@ -89,6 +115,7 @@ def config_from_args(args: argparse.Namespace, state_dir: Path, admin_token: str
         "max_object_size": args.max_object_size,
         "access_log": args.access_log,
         "store_only": args.store_only,
+        "lock_wait": args.lock_wait,
     }
     if admin_token is not None:
         fields["admin_token"] = admin_token
@@ -136,36 +163,45 @@ def main(argv: list[str] | None = None) -> int:
     server = SandboxServer(config, faults=plan)
 
     def on_ready(s: SandboxServer) -> None:
+        if args.shared:
+            address = SandboxAddress(os.getpid(), s.url, s.s3_url, config.token or "", config.admin_token)
+            write_address(config.state_dir, address)
         print(ready_line(s, temporary=temporary, admin_generated=admin_token is None), flush=True)
+        if args.shared:  # whoever started it may go away: nothing more is written to its pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
+    if args.shared and config.token is None:
+        print(f"prolific sandbox: --shared needs a token ({TOKEN_ENV} or --token)", file=sys.stderr)
+        return 2
     try:
-        asyncio.run(_run_cli(server, on_ready, args.parent_pid, args.exit_on_stdin_eof))
+        asyncio.run(_run_cli(server, on_ready, args))
     except SandboxStartError as exc:
         print(f"prolific sandbox: {exc}", file=sys.stderr)
         return 1
     finally:
+        if args.shared:
+            remove_address(config.state_dir, os.getpid())
         if temporary:
             shutil.rmtree(state_dir, ignore_errors=True)
     return 0
 
 
-async def _run_cli(
-    server: SandboxServer,
-    on_ready: Callable[[SandboxServer], None],
-    parent_pid: int | None,
-    exit_on_stdin_eof: bool,
-) -> None:
+async def _run_cli(server: SandboxServer, on_ready: Callable[[SandboxServer], None], args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, server.request_stop)
         except (NotImplementedError, RuntimeError):  # Windows
             signal.signal(sig, lambda *_: server.request_stop())
-    if exit_on_stdin_eof:
+    if args.exit_on_stdin_eof:
         threading.Thread(target=_watch_stdin, args=(server,), name="stdin-watch", daemon=True).start()
     async with anyio.create_task_group() as tg:
-        if parent_pid is not None:
-            tg.start_soon(_watch_parent, server, parent_pid)
+        if args.parent_pid is not None:
+            tg.start_soon(_watch_parent, server, args.parent_pid)
+        if args.shared:
+            tg.start_soon(_watch_users, server, server.config.state_dir)
         await server.serve(on_ready)
         tg.cancel_scope.cancel()
 
@@ -186,3 +222,19 @@ async def _watch_parent(server: SandboxServer, parent_pid: int) -> None:
         await anyio.sleep(0.5)
     log.info("parent process %d went away: stopping", parent_pid)
     server.request_stop()
+
+
+async def _watch_users(server: SandboxServer, folder: Path) -> None:
+    """The shared sandbox stops once no MCP server holds its shared lock on users.lock (the last one has exited,
+    however it ended). Its address is removed while the lock is held, so a server arriving then starts a new one."""
+    while True:
+        await anyio.sleep(USERS_POLL_SECONDS)
+        fd = try_lock(folder / USERS_LOCK)
+        if fd is not None:
+            try:
+                remove_address(folder, os.getpid())
+                log.info("no MCP server uses this sandbox any more: stopping")
+                server.request_stop()
+            finally:
+                os.close(fd)
+            return

@@ -78,6 +78,8 @@ class SandboxConfig:
     store_only: bool = False
     """The fake S3 stores each PUT and its import turns `queued`, but no import is ever processed: a benchmark of
     the wire keeps the sandbox's import work out of its figures (docs/sandbox.md)."""
+    lock_wait: float = 0.0
+    """Seconds to wait for the state folder's lock (held by a sandbox that is stopping) before giving up."""
 
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():

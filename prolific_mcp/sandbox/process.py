@@ -1,8 +1,9 @@
 """The sandbox as a child process: how production code starts and stops it (docs/sandbox.md).
 
 `SandboxProcess.start()` runs `python -m prolific_mcp.sandbox` on ephemeral loopback ports, waits for its ready
-line, and hands back the URLs. The child exits when this process dies: it watches its standard input (a pipe
-only this process holds) for EOF and polls its parent's pid.
+line, and hands back the URLs. By default the child exits when this process dies: it watches its standard input
+(a pipe only this process holds) for EOF and polls its parent's pid. With `shared=True` it is the shared sandbox of
+the MCP servers on one state folder instead (server/supervisor.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from prolific_mcp.sandbox.handshake import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_EN
 
 PACKAGE_ROOT: Final = Path(__file__).resolve().parents[2]
 LOG_FILENAME: Final = "sandbox.log"
+SHARED_LOCK_WAIT: Final = 15.0
+"""How long a shared sandbox waits for one that is stopping to let go of the state folder."""
 
 
 class SandboxProcessError(RuntimeError):
@@ -48,6 +51,7 @@ class SandboxProcess:
         python: str | None = None,
         owns_state_dir: bool = False,
         store_only: bool = False,
+        shared: bool = False,
     ) -> None:
         self.state_dir = state_dir
         self.pace = pace
@@ -59,6 +63,9 @@ class SandboxProcess:
         self.ready_timeout = ready_timeout
         self.python = python or sys.executable
         self.store_only = store_only
+        self.shared = shared
+        """The shared sandbox of the MCP servers on this folder: detached (its own session), it outlives whoever
+        started it and exits once no server holds users.lock (handshake.py); it needs `token`."""
         self.admin_token = secrets.token_urlsafe(24)
         self.url = ""
         self.s3_url = ""
@@ -111,10 +118,11 @@ class SandboxProcess:
             str(self.state_dir),
             "--pace",
             self.pace,
-            "--parent-pid",
-            str(os.getpid()),
-            "--exit-on-stdin-eof",
         ]
+        if self.shared:
+            cmd += ["--shared", "--lock-wait", str(SHARED_LOCK_WAIT)]
+        else:
+            cmd += ["--parent-pid", str(os.getpid()), "--exit-on-stdin-eof"]
         if self.faults_file is not None:
             cmd += ["--faults", str(self.faults_file)]
         if self.store_only:
@@ -138,11 +146,12 @@ class SandboxProcess:
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(  # noqa: S603 (our interpreter and our own arguments)
                 self._command(port, s3_port),
-                stdin=subprocess.PIPE,
+                stdin=subprocess.DEVNULL if self.shared else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
                 env=self._environment(),
                 close_fds=True,
+                start_new_session=self.shared,  # a Ctrl-C or SIGTERM to the server's process group spares it
             )
         assert self._proc.stdout is not None
         threading.Thread(

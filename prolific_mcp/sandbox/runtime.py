@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -72,8 +73,11 @@ class _Uvicorn(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _exclusive(state_dir: Path) -> Iterator[None]:
-    """Hold the state folder's lock file: two sandboxes on one folder would process the same imports twice."""
+def _exclusive(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold the state folder's lock file: two sandboxes on one folder would process the same imports twice.
+
+    `wait` > 0: wait that long for a sandbox that is stopping to let go of it (before start-up: blocking is fine).
+    """
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
         handle = open(state_dir / LOCK_FILENAME, "a+")  # noqa: SIM115 (closed by the with below)
@@ -85,9 +89,7 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
         except ImportError:  # Windows: no advisory locks; best effort
             yield
             return
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _flock_within(handle.fileno(), wait):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise SandboxStartError(
@@ -104,6 +106,21 @@ def _exclusive(state_dir: Path) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _flock_within(fd: int, wait: float) -> bool:
+    """Take an exclusive flock on `fd`, trying for up to `wait` seconds; False if it stayed taken."""
+    import fcntl
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def _bind(port: int, what: str) -> socket.socket:
@@ -158,7 +175,7 @@ class SandboxServer:
         self._stop = asyncio.Event()
         if self._stop_requested:
             return
-        with _exclusive(self.config.state_dir):
+        with _exclusive(self.config.state_dir, self.config.lock_wait):
             await self._serve_locked(on_ready)
 
     async def _serve_locked(self, on_ready: Callable[[SandboxServer], None] | None) -> None:

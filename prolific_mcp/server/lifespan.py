@@ -19,13 +19,13 @@ import anyio
 
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.net import is_loopback_url, origin_of
+from prolific_mcp.operations.deps import OperationError, ServiceOptions
+from prolific_mcp.operations.facade import Operations
 from prolific_mcp.operations.results import Mode
 from prolific_mcp.server.supervisor import SandboxSupervisor
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
-from prolific_mcp.operations.deps import OperationError, ServiceOptions
-from prolific_mcp.operations.facade import Operations
 
 log = logging.getLogger("prolific_mcp.server")
 
@@ -104,15 +104,16 @@ async def _start(state: AppState, stack: AsyncExitStack) -> None:
     if state.mode == "sandbox":
         folder = sandbox_state_dir(settings)
         folder.mkdir(parents=True, exist_ok=True)
+        token: str | None = "sandbox-token"  # noqa: S105 (a sandbox given by URL accepts any token)
         if state.sandbox_url is not None:
             api_url = state.sandbox_url
         else:
             supervisor = SandboxSupervisor(folder / "server")
             stack.push_async_callback(supervisor.stop)
-            api_url = await supervisor.start()
+            address = await supervisor.start()
+            api_url, token = address.url, address.token
             state.supervisor = supervisor
         origin = SANDBOX_ORIGIN
-        token: str | None = "sandbox-token"  # noqa: S105 (the local sandbox accepts any token)
         ledger_dir = folder
     else:
         api_url, token = settings.api_url, settings.api_token

@@ -1,56 +1,92 @@
-"""The sandbox supervisor: starts the sandbox child, watches it, starts it again when it is gone, and says so.
+"""The sandbox supervisor: finds or starts the shared sandbox of this state folder, watches it, and starts it again
+when it is gone.
 
-Only sandbox mode has one (docs/architecture.md (Modes and the sandbox process)). Each tool call first asks
-`ensure_running()`; a watchdog task asks every `WATCHDOG_SECONDS` too. After a failed start the next attempt waits a
-little longer each time (2 s, doubling, at most a minute), and calls fail meanwhile with `down`, which says why.
+Every MCP server process on one state folder uses the same sandbox (docs/sandbox.md (One sandbox, many servers)):
+- While it runs, each server holds a shared lock on `users.lock`; the sandbox exits once nobody holds it.
+- Whichever server needs the sandbox first starts it, holding `start.lock` so that two never start one at once. The
+  sandbox runs detached (its own session): it outlives the server that started it while others still use it.
+- The others attach through `address.json`, which the sandbox writes once ready (its URL, pid and tokens).
+- Each tool call first asks `ensure_running()`, and a watchdog asks every `WATCHDOG_SECONDS` (and pings it every
+  `PING_EVERY` checks). When its process has died or it stopped answering, the next call starts it again, or attaches
+  to the one another server has started meanwhile; the next result says so, once.
+- After a failed start the next attempt waits a little longer each time (2 s, doubling, at most a minute); calls fail
+  meanwhile with `down`, which says why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import anyio
+import httpx2
 
-from prolific_mcp.sandbox.process import SandboxProcess
+from prolific_mcp.sandbox.handshake import (
+    START_LOCK,
+    USERS_LOCK,
+    SandboxAddress,
+    open_lock,
+    read_address,
+    shared_token,
+)
+from prolific_mcp.sandbox.process import SandboxProcess, SandboxProcessError
 
 log = logging.getLogger("prolific_mcp.server")
 
-WATCHDOG_SECONDS = 0.5
-"""How often the sandbox is checked (each tool call also checks it first)."""
-MAX_BACKOFF = 60.0
+WATCHDOG_SECONDS: Final = 0.5
+"""How often the sandbox's process is checked (each tool call also checks it first)."""
+PING_EVERY: Final = 4
+"""The watchdog asks the sandbox for its info every this many checks (2 s)."""
+PING_TIMEOUT: Final = 3.0
+MISSED_PINGS: Final = 3
+"""A sandbox whose process lives but which missed this many pings in a row has stopped answering."""
+MAX_BACKOFF: Final = 60.0
+START_LOCK_WAIT: Final = 90.0
+"""At most this long waiting for another server to finish starting the sandbox (its start is bounded by 30 s)."""
 
 
 class SandboxSupervisor:
-    """One sandbox child process on `folder`; `url` is where it answers now, `on_moved` is told when that changes."""
+    """The shared sandbox on `folder` as this server sees it: `address` is where it answers now, `on_moved` is told
+    when that changes."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.address: SandboxAddress | None = None
         self.process: SandboxProcess | None = None
+        """The sandbox's process when this server started it (else another server did)."""
         self.notices: list[str] = []
         """What the next tool result must also say (the sandbox was started again)."""
         self.down: str | None = None
         """Why the sandbox is down and could not be started again (tool calls fail with it until it is up)."""
         self.closing = False
         self.on_moved: Callable[[str], None] | None = None
+        self._users: int | None = None
         self._lock = anyio.Lock()
         self._backoff = 0.0
         self._next_try = 0.0
+        self._missed = 0
 
-    @property
-    def url(self) -> str:
-        return self.process.url if self.process is not None else ""
-
-    async def start(self) -> str:
-        """Start the child (off the event loop: it waits for the ready line); returns its API origin."""
-        self.process = await anyio.to_thread.run_sync(SandboxProcess.start, self.folder)
-        return self.process.url
+    async def start(self) -> SandboxAddress:
+        """Join the folder's users, then attach to its sandbox or start it (off the event loop: both may wait)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._users = await anyio.to_thread.run_sync(self._join)
+        address, self.process = await anyio.to_thread.run_sync(self._connect, None)
+        self.address = address
+        return address
 
     async def stop(self) -> None:
+        """Leave: the sandbox stops by itself once no server uses it any more."""
         self.closing = True
-        if self.process is not None:
-            await anyio.to_thread.run_sync(self.process.stop)
+        if self._users is not None:
+            os.close(self._users)
+            self._users = None
 
     def take_notices(self) -> str | None:
         """The notices not yet shown, once (then forgotten)."""
@@ -60,55 +96,173 @@ class SandboxSupervisor:
         self.notices.clear()
         return text
 
-    async def ensure_running(self) -> None:
-        """If the child has died, start it again on the same state folder, and note it for the next result.
+    # --- checks -----------------------------------------------------------------------------------------------------
 
-        The same ports are used when they are free (so uploads under way carry on); otherwise `on_moved` points the
-        API client at the new port. A restart under way is waited for, so no call goes to the old port.
-        """
-        process = self.process
-        if process is None or self.closing or (process.alive() and not self._lock.locked()):
+    def _running(self) -> bool:
+        """The sandbox we talk to still runs, and is still the one the folder's address names."""
+        address = self.address
+        if address is None:
+            return False
+        if self.process is not None and self.process.pid == address.pid:
+            alive = self.process.alive()
+        else:
+            alive = _pid_alive(address.pid)
+        return alive and read_address(self.folder) == address and self._missed < MISSED_PINGS
+
+    async def ensure_running(self) -> None:
+        """If the sandbox is gone, attach to the one another server has started, or start it again, and note it for
+        the next result. A restart under way is waited for, so no call goes to the old address."""
+        if self.closing or self.address is None or (self._running() and not self._lock.locked()):
             return
         async with self._lock:
-            if self.closing or process.alive() or anyio.current_time() < self._next_try:
+            if self.closing or self._running() or anyio.current_time() < self._next_try:
                 return
-            old_url = process.url
-            code = await anyio.to_thread.run_sync(process.stop)
-            log.warning("the sandbox process stopped (exit code %s); starting it again on the same state", code)
-            try:
-                await anyio.to_thread.run_sync(process.restart)
-            except Exception as exc:
-                self._backoff = min(MAX_BACKOFF, max(2.0, self._backoff * 2))
-                self._next_try = anyio.current_time() + self._backoff
-                self.down = (
-                    f"the local sandbox stopped (exit code {code}) and could not be started again ({exc}); the "
-                    f"server tries again in {self._backoff:.0f} s, or restart the MCP server"
-                )
-                log.error("%s", self.down)
-                return
-            self.down, self._backoff, self._next_try = None, 0.0, 0.0
-            moved = process.url != old_url
-            if moved and self.on_moved is not None:
-                self.on_moved(process.url)
-            log.warning("the sandbox is running again at %s (state %s)", process.url, process.state_dir)
-            self.notices.append(
-                f"Note: the local sandbox process had stopped (exit code {code}) and was started again on the same "
-                "state: datasets and imports are all still there"
-                + (
-                    "; an upload that was being sent when it stopped needs upload_file again."
-                    if moved
-                    else ", and uploads under way carry on."
-                )
+            await self._replace()
+
+    async def _replace(self) -> None:
+        old = self.address
+        assert old is not None
+        process = self.process if self.process is not None and self.process.pid == old.pid else None
+        code = None if process is None else await anyio.to_thread.run_sync(process.stop)
+        said = "" if code is None else f" (exit code {code})"
+        why = "stopped answering" if self._missed >= MISSED_PINGS else "stopped"
+        log.warning("the sandbox process %s%s; finding or starting it again on the same state", why, said)
+        try:
+            address, process = await anyio.to_thread.run_sync(self._connect, old)
+        except Exception as exc:
+            self._backoff = min(MAX_BACKOFF, max(2.0, self._backoff * 2))
+            self._next_try = anyio.current_time() + self._backoff
+            self.down = (
+                f"the local sandbox {why}{said} and could not be started again ({exc}); the server tries again in "
+                f"{self._backoff:.0f} s, or restart the MCP server"
             )
+            log.error("%s", self.down)
+            return
+        self.down, self._backoff, self._next_try, self._missed = None, 0.0, 0.0, 0
+        self.address, self.process = address, process
+        moved = address.url != old.url
+        if moved and self.on_moved is not None:
+            self.on_moved(address.url)
+        log.warning("the sandbox is running again at %s (state %s)", address.url, self.folder)
+        self.notices.append(
+            f"Note: the local sandbox process had {why}{said} and was started again on the same state: datasets "
+            "and imports are all still there"
+            + (
+                "; an upload that was being sent when it stopped needs upload_file again."
+                if moved
+                else ", and uploads under way carry on."
+            )
+        )
 
     async def watch(self, stop: anyio.Event) -> None:
-        """Until `stop`: check the child every WATCHDOG_SECONDS and start it again when it has died."""
+        """Until `stop`: check the sandbox every WATCHDOG_SECONDS, ping it now and then, start it again when gone."""
+        ticks = 0
         while not stop.is_set():
             with anyio.move_on_after(WATCHDOG_SECONDS):
                 await stop.wait()
-            if not stop.is_set():
-                try:
-                    await self.ensure_running()
-                except Exception:  # the watchdog must outlive any one failure; the next tool call checks again
-                    log.exception("checking the sandbox process failed")
+            if stop.is_set():
+                break
+            ticks += 1
+            try:
+                if ticks % PING_EVERY == 0 and self.address is not None and not self._lock.locked():
+                    answered = await anyio.to_thread.run_sync(_answers, self.address, self.folder)
+                    self._missed = 0 if answered else self._missed + 1
+                await self.ensure_running()
+            except Exception:  # the watchdog must outlive any one failure; the next tool call checks again
+                log.exception("checking the sandbox process failed")
         self.closing = True  # the server is stopping: no restart from here on
+
+    # --- attaching and starting (worker threads) ----------------------------------------------------------------------
+
+    def _join(self) -> int:
+        """A shared lock on users.lock, held until `stop()` (or until this process ends, however it ends)."""
+        fd = open_lock(self.folder / USERS_LOCK)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a sandbox that found no user is removing its address
+        return fd
+
+    def _connect(self, old: SandboxAddress | None) -> tuple[SandboxAddress, SandboxProcess | None]:
+        """The folder's live sandbox, or a new one started by this server (one server at a time)."""
+        found = read_address(self.folder)
+        if found is not None and found != old and _answers(found, self.folder):
+            return found, None
+        fd = open_lock(self.folder / START_LOCK)
+        try:
+            _lock_within(fd, START_LOCK_WAIT)
+            found = read_address(self.folder)  # another server may have started it while we waited
+            if found is not None and _answers(found, self.folder):
+                return found, None
+            if found is not None:
+                _end_hung(found.pid)
+            return self._spawn(old)
+        finally:
+            os.close(fd)  # releases start.lock
+
+    def _spawn(self, old: SandboxAddress | None) -> tuple[SandboxAddress, SandboxProcess]:
+        """Start the shared sandbox, on the old ports when they are still free (uploads under way carry on)."""
+        token = shared_token(self.folder)
+        ports = [(_port(old.url), _port(old.s3_url))] if old is not None else []
+        for port, s3_port in [*ports, (0, 0)]:
+            try:
+                process = SandboxProcess.start(self.folder, port=port, s3_port=s3_port, token=token, shared=True)
+                break
+            except SandboxProcessError:
+                if (port, s3_port) == (0, 0):
+                    raise
+        address = read_address(self.folder)
+        if address is None or address.pid != process.pid:  # written before its ready line; be safe anyway
+            address = SandboxAddress(process.pid, process.url, process.s3_url, token, process.admin_token)
+        log.info("started the shared sandbox at %s (pid %d, state %s)", address.url, address.pid, self.folder)
+        return address, process
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's: not ours to use
+        return True
+    return True
+
+
+def _answers(address: SandboxAddress, folder: Path) -> bool:
+    """The sandbox at `address` answers its admin info, for this state folder (not some other program on the port)."""
+    try:
+        with httpx2.Client(trust_env=False, timeout=PING_TIMEOUT) as http:
+            response = http.get(
+                f"{address.url}/_sandbox/info", headers={"Authorization": f"Bearer {address.admin_token}"}
+            )
+        return response.status_code == 200 and Path(response.json().get("state_dir", "")) == folder.resolve()
+    except (httpx2.HTTPError, ValueError, AttributeError):
+        return False
+
+
+def _lock_within(fd: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise SandboxProcessError(
+                    f"another server has been starting the sandbox for over {seconds:g} s; see its log"
+                ) from None
+            time.sleep(0.05)
+
+
+def _end_hung(pid: int) -> None:
+    """A sandbox whose address is written but which does not answer: end it (only if it is one of ours), so a new
+    one can take the state folder."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return  # gone already (or no /proc: the new sandbox waits for the folder's lock, then says it is in use)
+    if b"prolific_mcp.sandbox" in command and b"--shared" in command:
+        log.warning("the sandbox (pid %d) does not answer: ending it", pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

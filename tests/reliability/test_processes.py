@@ -296,18 +296,19 @@ async def test_a_dead_sandbox_child_is_started_again_on_the_same_state(
     marker = "had stopped"
     squat: list[socket.socket] = []
     broken: list[str] = []
-    real_restart = SandboxProcess.restart
+    real_start = SandboxProcess.start.__func__  # type: ignore[attr-defined]
 
-    def restart(self: SandboxProcess) -> None:
+    def start(cls: type[SandboxProcess], state_dir: Path | None = None, **options: Any) -> SandboxProcess:
         if broken:
             raise SandboxProcessError(broken[0])
-        if squat:  # the hook: someone else has taken the old port by the time the sandbox starts again
+        if squat and options.get("port") and squat[0].fileno() >= 0 and squat[0].getsockname()[1] == 0:
+            # the hook: someone else has taken the old port by the time the sandbox starts again
             squat[0].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squat[0].bind(("127.0.0.1", self.port))
+            squat[0].bind(("127.0.0.1", options["port"]))
             squat[0].listen(1)
-        real_restart(self)
+        return real_start(cls, state_dir, **options)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(SandboxProcess, "restart", restart)
+    monkeypatch.setattr(SandboxProcess, "start", classmethod(start))
     with anyio.fail_after(90):
         async with Client(server) as client:
             dataset_id = await ok_id(client)
