@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from prolific_mcp.net import base_url_problem
@@ -273,8 +273,19 @@ class Settings(BaseSettings):
             return "prolific"
         return "prolific" if self.api_token else "sandbox"
 
+    _resolved_dirs: tuple[Path, ...] | None = PrivateAttr(default=None)
+    """The allowed directories as resolved once, by `load_settings`."""
+
     def effective_allowed_dirs(self, cwd: Path | None = None) -> list[Path]:
-        """The resolved directories files may be read from; the working directory by default when it is safe."""
+        """The resolved directories files may be read from; the working directory by default when it is safe.
+
+        Resolved once, when the settings are loaded: replacing a directory (or a link to it) afterwards does not
+        move the boundary. Passing `cwd` resolves afresh for that working directory."""
+        if cwd is None and self._resolved_dirs is not None:
+            return list(self._resolved_dirs)
+        return self._resolve_dirs(cwd)
+
+    def _resolve_dirs(self, cwd: Path | None) -> list[Path]:
         if self.allowed_dirs is not None:
             return [Path(os.path.realpath(p)) for p in self.allowed_dirs]
         cwd = Path.cwd() if cwd is None else cwd
@@ -350,6 +361,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             )
     if settings.max_wait_seconds < settings.wait_seconds:
         settings = settings.model_copy(update={"wait_seconds": settings.max_wait_seconds})
+    settings._resolved_dirs = tuple(settings.effective_allowed_dirs())  # once, at start
     return settings
 
 

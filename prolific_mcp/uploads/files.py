@@ -16,6 +16,7 @@ import io
 import os
 import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -538,3 +539,70 @@ def _create_and_fill(
         remove()
         return None
     return path, result
+
+
+# ----- inline content -----
+
+
+def check_inline_filename(filename: str) -> str:
+    """The base name of an inline `filename`, or FileAccessError saying what is wrong with it and what to pass."""
+    example = "pass a plain name such as 'records.jsonl'"
+    if not isinstance(filename, str) or not filename.strip():
+        raise FileAccessError(f"filename is empty: {example}")
+    if "\x00" in filename:
+        raise FileAccessError(f"filename contains a NUL character (\\x00), which no file name can hold: {example}")
+    name = os.path.basename(filename.replace("\\", "/")).strip()
+    if not name or name in (".", ".."):
+        raise FileAccessError(f"filename {shown(filename, 80)!r} names no file: {example}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise FileAccessError(f"filename contains control characters (a line break, a tab...): {example}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FileAccessError(f"filename cannot be used as a file name (it is not valid text): {example}") from None
+    if len(encoded) > 200:
+        raise FileAccessError(f"filename is {len(encoded)} bytes long, over 200: {example}")
+    return name
+
+
+def open_inline(content: str, filename: str, folder: Path) -> OpenedFile:
+    """Inline content as an opened file: written to a private temporary file in `folder` (the state directory's
+    `inline` folder, created `0700`), opened, and unlinked at once (the descriptor keeps it readable)."""
+    name = check_inline_filename(filename)
+    try:
+        data = content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FileAccessError(
+            "content holds characters that are not valid text (unpaired surrogates): send it as UTF-8 text"
+        ) from None
+    if len(data) > INLINE_CONTENT_LIMIT:
+        raise FileAccessError(
+            f"content is {len(data):,} bytes, over the 1 MiB inline limit: save it to a file inside an allowed "
+            "directory and pass path instead"
+        )
+    if not data.strip():
+        raise FileAccessError("content is empty: there is nothing to upload")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix="inline-", suffix="-" + name[-60:], dir=folder)
+    except OSError as exc:
+        raise FileAccessError(
+            f"the inline content could not be stored in {shown(folder)} ({(exc.strerror or str(exc)).lower()}): "
+            "set PROLIFIC_MCP_STATE_DIR to a folder you can write to, or pass a path instead"
+        ) from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return open_regular_file(Path(temp), max_size=INLINE_CONTENT_LIMIT)
+    except OSError as exc:
+        raise FileAccessError(
+            f"the inline content could not be stored in {shown(folder)} ({write_problem(exc)}): free some space "
+            "or set PROLIFIC_MCP_STATE_DIR to another folder, or pass a path instead"
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
