@@ -720,3 +720,29 @@ def _state_dir_error(path: Path, exc: BaseException) -> StateDirError:
         f"the upload ledger in {shown_path(path.parent)} could not be used ({str(reason).lower()}): {fix}, "
         "then call the tool again (restart the server if you changed PROLIFIC_MCP_STATE_DIR)"
     )
+
+
+LedgerHealth = Literal["ok", "missing", "damaged", "unusable"]
+
+
+def health(path: Path) -> tuple[LedgerHealth, str]:
+    """For `doctor`: the state of the ledger file at `path` and one sentence about it (nothing is changed)."""
+    earlier = moved_aside(path)
+    note = (
+        f" ({len(earlier)} damaged ledger{'s were' if len(earlier) > 1 else ' was'} moved aside earlier, the "
+        f"latest as {earlier[-1].name})"
+        if earlier
+        else ""
+    )
+    try:
+        problem = damage(path)
+    except StateDirError as exc:
+        return "unusable", str(exc)
+    if problem is not None:
+        return "damaged", (
+            f"the upload ledger {shown_path(path)} is damaged ({problem}): the server moves it aside and starts a "
+            "fresh one when it starts" + note
+        )
+    if not path.exists():
+        return "missing", f"no upload ledger yet at {shown_path(path)} (the server creates it)" + note
+    return "ok", f"the upload ledger {shown_path(path)} is sound" + note

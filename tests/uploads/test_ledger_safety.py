@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from prolific_mcp.settings import StateDirError
-from prolific_mcp.uploads.ledger import Claim, ClaimLost, Ledger, UploadKey, damage, moved_aside
+from prolific_mcp.uploads.ledger import Claim, ClaimLost, Ledger, UploadKey, damage, health, moved_aside
 
 ROOT = Path(__file__).parents[2]
 KEY = UploadKey("http://127.0.0.1:1", "user-1", "ds-1", "c" * 64, 4096)
@@ -182,7 +182,8 @@ def _damaged(path: Path, how: str) -> None:
 def test_a_damaged_ledger_is_moved_aside_and_said_once(tmp_path: Path, how: str) -> None:
     path = tmp_path / "state" / "ledger.sqlite3"
     _damaged(path, how)
-    assert damage(path) is not None, "the check doctor runs sees the damage"
+    assert damage(path) is not None
+    assert health(path)[0] == "damaged", "doctor sees the damage"
     ledger = Ledger(path)
     assert ledger.recovery is not None
     aside = moved_aside(path)
@@ -192,7 +193,8 @@ def test_a_damaged_ledger_is_moved_aside_and_said_once(tmp_path: Path, how: str)
     assert notice is not None and "moved aside" in notice and "fresh ledger" in notice
     assert ledger.take_notice() is None, "said once"
     assert _claim(ledger).won, "the fresh ledger works"
-    assert damage(path) is None
+    status, sentence = health(path)
+    assert status == "ok" and "moved aside earlier" in sentence
     ledger.close()
     again = Ledger(path)
     assert again.recovery is None and again.take_notice() is None
