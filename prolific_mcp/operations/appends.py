@@ -16,7 +16,7 @@ from prolific_mcp.operations.deps import (
     checked_id,
 )
 from prolific_mcp.operations.results import AppendRecordsResult
-from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.rejections import error_items, group_errors
 
 
@@ -69,14 +69,8 @@ async def append_records(
         if answer is None and progress is not None:
             await progress(min(99.0, 10.0 * planner.requests), render.APPEND_WAITING)
 
-    answer = await poll_until(
-        attempt,
-        lambda a: a is not None,
-        deadline=deps.clock() + deps.clamp_wait(wait_seconds),
-        planner=planner,
-        on_each=waiting,
-        clock=deps.clock,
-        sleep=deps.sleep,
+    answer = await deps.poll(
+        attempt, lambda a: a is not None, wait=deps.clamp_wait(wait_seconds), planner=planner, on_each=waiting
     )
     if answer is None:
         raise OperationError(render.append_still_blocked(dataset_id))

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 import anyio
 
@@ -22,6 +22,9 @@ from prolific_mcp.records import FileFormat, Schema, format_from_filename, schem
 from prolific_mcp.uploads.files import FileAccessError, OpenedFile, open_regular_file, resolve_path
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
+from prolific_mcp.uploads.polling import PollPlanner, poll_until
+
+T = TypeVar("T")
 
 Progress = Callable[[float, str], Awaitable[None]]
 """Reports (value 0–100, a message a person can read) to the caller."""
@@ -92,6 +95,21 @@ class Deps:
                 name=dataset.name,
                 workspace_id=dataset.workspace_id,
             )
+        )
+
+    async def poll(
+        self,
+        fetch: Callable[[], Awaitable[T]],
+        done: Callable[[T], bool],
+        *,
+        wait: float,
+        planner: PollPlanner,
+        on_each: Callable[[T], Awaitable[None]],
+    ) -> T:
+        """`poll_until` on this server's clock for at most `wait` seconds: the last value fetched."""
+        deadline = self.clock() + wait
+        return await poll_until(
+            fetch, done, deadline=deadline, planner=planner, on_each=on_each, clock=self.clock, sleep=self.sleep
         )
 
     def resolve(self, path: str) -> Path:

@@ -21,7 +21,7 @@ from prolific_mcp.operations.results import MigrationInfo, SchemaChange, SetSche
 from prolific_mcp.records import Schema
 from prolific_mcp.records.suggest import SchemaDiff, schema_diff
 from prolific_mcp.text import one_line
-from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.polling import PollPlanner
 
 PARKED_GRACE_SECONDS: Final = 3.0
 PARKED_POLL_SECONDS: Final = 0.5
@@ -139,15 +139,7 @@ async def wait_migration(
             value = 100.0 if migration.is_terminal else min(99.0, value + 1.0)
             await progress(value, render.migration_progress(migration))
 
-    return await poll_until(
-        fetch,
-        lambda m: m.is_terminal,
-        deadline=deps.clock() + wait,
-        planner=planner,
-        on_each=report,
-        clock=deps.clock,
-        sleep=deps.sleep,
-    )
+    return await deps.poll(fetch, lambda m: m.is_terminal, wait=wait, planner=planner, on_each=report)
 
 
 async def recheck_parked(deps: Deps, dataset_id: str, parked: list[str]) -> tuple[list[str], list[str]]:

@@ -33,7 +33,7 @@ from prolific_mcp.uploads.files import (
 )
 from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadPlan, follow
 from prolific_mcp.uploads.ledger import UploadKey, UploadRow
-from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.rejections import Explained, explain
 
 LIVE_ELSEWHERE_SECONDS: Final = 120.0
@@ -391,15 +391,7 @@ async def _watch_import(
             await progress(value, message)
             last = value
 
-    return await poll_until(
-        fetch,
-        lambda j: j.is_terminal,
-        deadline=deps.clock() + wait,
-        planner=planner,
-        on_each=report,
-        clock=deps.clock,
-        sleep=deps.sleep,
-    )
+    return await deps.poll(fetch, lambda j: j.is_terminal, wait=wait, planner=planner, on_each=report)
 
 
 def _reopen_for_excerpts(deps: Deps, row: UploadRow | None) -> OpenedFile | None:

@@ -19,8 +19,7 @@ import anyio
 
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.net import is_loopback_url, origin_of
-from prolific_mcp.operations.deps import OperationError, ServiceOptions
-from prolific_mcp.operations.facade import Operations
+from prolific_mcp.operations.deps import Deps, OperationError, ServiceOptions
 from prolific_mcp.operations.results import Mode
 from prolific_mcp.server.supervisor import SandboxSupervisor
 from prolific_mcp.settings import Settings
@@ -43,12 +42,12 @@ class AppState:
     mode: Mode
     sandbox_url: str | None = None
     """A sandbox already running (tests, benchmarks): used instead of starting a child process."""
-    service: Operations | None = None
+    service: Deps | None = None
     failure: str | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
     supervisor: SandboxSupervisor | None = None
 
-    async def get(self) -> Operations:
+    async def get(self) -> Deps:
         """The service, once start-up has finished (the sandbox may still be starting)."""
         with anyio.move_on_after(READY_TIMEOUT):
             await self.ready.wait()
@@ -143,4 +142,4 @@ async def _start(state: AppState, stack: AsyncExitStack) -> None:
         default_wait=settings.wait_seconds,
         max_wait=settings.max_wait_seconds,
     )
-    state.service = Operations(client, ledger, manager, options)
+    state.service = Deps(client, ledger, manager, options)

@@ -13,8 +13,8 @@ from mcp.types import Completion, CompletionArgument, CompletionContext, PromptR
 
 from prolific_mcp.api.errors import NotFoundError, ProlificError
 from prolific_mcp.ids import InvalidIdError
-from prolific_mcp.operations.deps import OperationError
-from prolific_mcp.operations.facade import Operations
+from prolific_mcp.operations import datasets as ops
+from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import structured
 from prolific_mcp.redaction import redact
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
@@ -27,7 +27,7 @@ def _json(value: Any) -> str:
 def register_resources(mcp: MCPServer, holder: AppState) -> None:
     """Add the resources, the dataset-id completions and the `import_dataset` prompt."""
 
-    async def guarded(uri: str, make: Callable[[Operations], Awaitable[object]]) -> str:
+    async def guarded(uri: str, make: Callable[[Deps], Awaitable[object]]) -> str:
         """Read through the service; a missing dataset or import is ResourceNotFound, other failures say why."""
         try:
             service = await holder.get()
@@ -46,8 +46,8 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def workspaces() -> str:
-        async def make(service: Operations) -> object:
-            return structured(await service.list_workspaces())
+        async def make(service: Deps) -> object:
+            return structured(await ops.list_workspaces(service))
 
         return await guarded("prolific://workspaces", make)
 
@@ -59,8 +59,8 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def datasets() -> str:
-        async def make(service: Operations) -> object:
-            return structured(await service.list_datasets())
+        async def make(service: Deps) -> object:
+            return structured(await ops.list_datasets(service))
 
         return await guarded("prolific://datasets", make)
 
@@ -72,8 +72,8 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="text/markdown",
     )
     async def dataset(dataset_id: str) -> str:
-        async def make(service: Operations) -> object:
-            result = await service.get_dataset(dataset_id)
+        async def make(service: Deps) -> object:
+            result = await ops.get_dataset(service, dataset_id)
             text = result.text
             return f"{SANDBOX_LINE}\n\n{text}" if result.mode == "sandbox" else text
 
@@ -87,8 +87,8 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def dataset_schema(dataset_id: str) -> str:
-        async def make(service: Operations) -> object:
-            result = await service.get_dataset(dataset_id)
+        async def make(service: Deps) -> object:
+            result = await ops.get_dataset(service, dataset_id)
             fields = {f.key: {"type": f.type, **({"label": f.label} if f.label else {})} for f in result.fields}
             return {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
 
@@ -102,8 +102,8 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def import_job(dataset_id: str, import_id: str) -> str:
-        async def make(service: Operations) -> object:
-            job = await service.deps.client.get_import(dataset_id, import_id)
+        async def make(service: Deps) -> object:
+            job = await service.client.get_import(dataset_id, import_id)
             return job.model_dump(mode="json", by_alias=True)
 
         return await guarded(f"prolific://datasets/{dataset_id}/imports/{import_id}", make)
@@ -118,7 +118,7 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
             return None
         service = holder.service
         try:
-            deps = service.deps
+            deps = service
             account = await deps.account_id()
             known = await anyio.to_thread.run_sync(deps.ledger.known_datasets, deps.options.origin, account)
         except ProlificError:

@@ -1,7 +1,8 @@
-"""The tools (DESIGN §10): names, parameters and hints as the table says; each docstring is what an agent reads.
+"""The tools (docs/architecture.md, Tools): names, parameters and hints; each docstring is what an agent reads.
 
-Each tool is a thin call into the service; its text block is the human summary and its structured content the
-result model. Failures become ToolErrors whose text says what to do (and never carries a secret).
+Each tool is one call into an operation (`prolific_mcp.operations`) over the server's `Deps`; its text block is
+the human summary and its structured content the result model. Failures become ToolErrors whose text says what to
+do (and never carries a secret).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.ids import InvalidIdError
-from prolific_mcp.operations.deps import OperationError
-from prolific_mcp.operations.facade import Operations
+from prolific_mcp.operations import appends, checks, datasets, schemas, uploads
+from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
     DatasetResult,
@@ -110,7 +111,7 @@ def changed_uris(result: Result) -> list[str]:
 
 
 async def run_tool(
-    holder: AppState, call: Callable[[Operations], Awaitable[R]], ctx: Context | None = None
+    holder: AppState, call: Callable[[Deps], Awaitable[R]], ctx: Context | None = None
 ) -> CallToolResult:
     """Run one operation; every expected failure becomes a ToolError an agent can act on.
 
@@ -153,7 +154,7 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         Use it to find the workspace_id for create_dataset (needed only when there is more than one workspace and
         PROLIFIC_WORKSPACE_ID is not set). Returns each workspace's id and title, and the default one.
         """
-        return await run_tool(holder, lambda s: s.list_workspaces())
+        return await run_tool(holder, datasets.list_workspaces)
 
     @tool("List datasets", READ)
     async def list_datasets(workspace_id: str = "") -> Annotated[CallToolResult, DatasetsResult]:
@@ -163,7 +164,7 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         appears after get_dataset is called with its id. workspace_id narrows the list to one workspace. Next:
         get_dataset(dataset_id) for a dataset's schema and imports.
         """
-        return await run_tool(holder, lambda s: s.list_datasets(workspace_id or None))
+        return await run_tool(holder, lambda d: datasets.list_datasets(d, workspace_id or None))
 
     @tool("Get dataset", READ)
     async def get_dataset(dataset_id: str) -> Annotated[CallToolResult, DatasetResult]:
@@ -172,7 +173,7 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
 
         Next: upload_file to add data, set_schema to change fields, get_import_status to follow an import.
         """
-        return await run_tool(holder, lambda s: s.get_dataset(dataset_id))
+        return await run_tool(holder, lambda d: datasets.get_dataset(d, dataset_id))
 
     @tool("Get import status", READ)
     async def get_import_status(
@@ -186,7 +187,9 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         """
         return await run_tool(
             holder,
-            lambda s: s.get_import_status(dataset_id, import_id, wait_seconds=wait_seconds, progress=_progress(ctx)),
+            lambda d: uploads.get_import_status(
+                d, dataset_id, import_id, wait_seconds=wait_seconds, progress=_progress(ctx)
+            ),
             ctx,
         )
 
@@ -199,7 +202,7 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         to create_dataset(fields=...) or set_schema. Start here when making a dataset from a file; next:
         create_dataset(name, fields).
         """
-        return await run_tool(holder, lambda s: s.suggest_schema(path))
+        return await run_tool(holder, lambda d: checks.suggest_schema(d, path))
 
     @tool("Validate a file", READ)
     async def validate_file(
@@ -214,7 +217,9 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         Returns the record count, whether the file can be imported at all, and the records that would be rejected,
         grouped by cause with record and line numbers. Next: fix the file, or upload_file.
         """
-        return await run_tool(holder, lambda s: s.validate_file(path, dataset_id or None, fields or None, strict))
+        return await run_tool(
+            holder, lambda d: checks.validate_file(d, path, dataset_id or None, fields or None, strict)
+        )
 
     if read_only:
         return
@@ -240,7 +245,7 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         no schema) dataset. Each call creates a new dataset. Next: upload_file(dataset_id, path).
         """
         return await run_tool(
-            holder, lambda s: s.create_dataset(name, workspace_id or None, fields, strict, legacy_v3), ctx
+            holder, lambda d: datasets.create_dataset(d, name, workspace_id or None, fields, strict, legacy_v3), ctx
         )
 
     @tool(
@@ -266,7 +271,8 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         """
         return await run_tool(
             holder,
-            lambda s: s.set_schema(
+            lambda d: schemas.set_schema(
+                d,
                 dataset_id,
                 fields,
                 strict,
@@ -304,7 +310,8 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         """
         return await run_tool(
             holder,
-            lambda s: s.upload_file(
+            lambda d: uploads.upload_file(
+                d,
                 dataset_id,
                 path or None,
                 content or None,
@@ -333,6 +340,8 @@ def register_tools(mcp: MCPServer, holder: AppState, *, read_only: bool, default
         """
         return await run_tool(
             holder,
-            lambda s: s.append_records(dataset_id, records, wait_seconds=wait_seconds, progress=_progress(ctx)),
+            lambda d: appends.append_records(
+                d, dataset_id, records, wait_seconds=wait_seconds, progress=_progress(ctx)
+            ),
             ctx,
         )
