@@ -6,9 +6,11 @@ server and the sandbox and check, strictly, that a refused call sent nothing any
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,11 @@ import anyio
 import pytest
 from mcp import Client
 
+from prolific_mcp.operations import deps as deps_module
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads import files as files_module
-from prolific_mcp.uploads import service as service_module
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 
@@ -169,7 +171,7 @@ async def test_a_swap_between_check_and_open_is_refused(
 
     swapped: list[bool] = []
     if when == "after the check":
-        real_resolve = service_module.resolve_path
+        real_resolve = deps_module.resolve_path
 
         def resolve_then_swap(raw: str, allowed: Any) -> Path:
             resolved = real_resolve(raw, allowed)
@@ -178,7 +180,7 @@ async def test_a_swap_between_check_and_open_is_refused(
                 swap()
             return resolved
 
-        monkeypatch.setattr(service_module, "resolve_path", resolve_then_swap)
+        monkeypatch.setattr(deps_module, "resolve_path", resolve_then_swap)
     else:
         real_open = os.open
         checked = str((data_dir / "sub" / "r.jsonl").resolve())
@@ -201,3 +203,77 @@ async def test_a_swap_between_check_and_open_is_refused(
     assert result.is_error, text_of(result)
     assert "changed while it was being opened" in text_of(result) or "cannot open" in text_of(result)
     assert list(sandbox.requests) == [], "nothing may be sent for a swapped file"
+
+
+async def _partial_upload(client: Client, dataset_id: str) -> dict[str, Any]:
+    result = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "sub/reviews.jsonl"})
+    assert not result.is_error, text_of(result)
+    data = dict(result.structured_content or {})
+    assert (data["status"], data["rejected_count"]) == ("partial", 2), data
+    data["_text"] = text_of(result)
+    return data
+
+
+def _reviews(data_dir: Path) -> Path:
+    (data_dir / "sub").mkdir()
+    path = write_jsonl(
+        data_dir / "sub" / "reviews.jsonl", records(6, bad={1: {"photo": "ftp://x"}, 4: {"photo": "ftp://y"}})
+    )
+    path.chmod(0o600)
+    return path
+
+
+async def test_the_rejected_file_moves_past_a_dangling_link_and_keeps_the_inputs_bits(
+    tmp_path: Path, data_dir: Path, sandbox: Sandbox
+) -> None:
+    """Issue B1 and W-perms through the server: a link at the name is never followed; a 0600 input gives 0600."""
+    _reviews(data_dir)
+    trap = tmp_path / "outside" / "planted.jsonl"
+    trap.parent.mkdir()
+    (data_dir / "sub" / "reviews.rejected.jsonl").symlink_to(trap)
+    server = build_server(make_settings(tmp_path, data_dir), sandbox_url=sandbox.url)
+    with anyio.fail_after(60):
+        async with Client(server) as client:
+            data = await _partial_upload(client, await _dataset(client))
+    written = Path(data["rejected_file"])
+    assert written == (data_dir / "sub" / "reviews.rejected.1.jsonl").resolve()
+    assert data["rejected_written"] == 2
+    assert not trap.exists(), "the dangling link was not followed"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("fault", ["folder swapped for a link", "disk full"])
+async def test_a_rejected_file_that_cannot_be_written_safely_is_not_and_the_result_says_why(
+    tmp_path: Path, data_dir: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Issue B1 and W-full through the server: the folder is swapped for a link after the upload began (nothing
+    lands outside), or the disk fills mid-write (no partial file); the result says why, the records are listed."""
+    _reviews(data_dir)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real_write_beside = files_module.write_beside
+
+    def faulty(original: Path, allowed: Any, write: Any, **kwargs: Any) -> Any:
+        if fault == "folder swapped for a link":
+            (data_dir / "sub").rename(data_dir / "moved")
+            (data_dir / "sub").symlink_to(outside, target_is_directory=True)
+            return real_write_beside(original, allowed, write, **kwargs)
+
+        def fills_the_disk(sink: Any) -> Any:
+            sink.write(b"x" * 4096)
+            sink.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        return real_write_beside(original, allowed, fills_the_disk, **kwargs)
+
+    monkeypatch.setattr(files_module, "write_beside", faulty)
+    server = build_server(make_settings(tmp_path, data_dir), sandbox_url=sandbox.url)
+    with anyio.fail_after(60):
+        async with Client(server) as client:
+            data = await _partial_upload(client, await _dataset(client))
+    assert data["rejected_file"] is None
+    assert list(outside.iterdir()) == [], "nothing was written outside the allowed directory"
+    folder = data_dir / ("moved" if fault == "folder swapped for a link" else "sub")
+    assert sorted(p.name for p in folder.iterdir()) == ["reviews.jsonl"], "no partial file is left"
+    reason = "replaced after the upload began" if fault == "folder swapped for a link" else "the disk is full"
+    assert "could not write the rejected-records file" in data["_text"].lower() and reason in data["_text"]
