@@ -1,0 +1,268 @@
+"""Goal 9: one sandbox, many server processes. Three servers share one sandbox and do 5 uploads each, against one
+server doing all 15; and one server's `get_dataset` while another uploads a large file, against its idle latency.
+
+Each server is the real command over stdio (bench/fleet.py), all on one state directory as clients start them.
+How they share the sandbox (fleet.py): **shared** when the server supports it (sandbox mode, one state directory:
+probed first, a second server must answer), else **url** (a standalone sandbox at the default pace, every server
+pointed at it). Every upload goes to a dataset of its own and is followed to its result (the import included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import fleet
+from bench.common import DATASET_SCHEMA, MB, Result, dataset_file, log, median
+
+GOAL_THROUGHPUT = 0.8
+GOAL_LATENCY = 1.5
+PROCESSES = 3
+EACH = 5
+
+
+@dataclass
+class Fleet:
+    form: str
+    servers: list[fleet.Server]
+    sandbox: fleet.Sandbox | None
+
+
+async def _probe_shared(folder: Path) -> bool:
+    """Whether two servers in sandbox mode on one state directory both answer (they share its sandbox)."""
+    env = fleet.shared_env(folder / "state")
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for i in range(2):
+                server = await stack.enter_async_context(
+                    fleet.stdio_server(env, folder / f"home{i}", folder / f"server{i}.log")
+                )
+                with anyio.fail_after(60):
+                    await fleet.call(server, "list_workspaces", {})
+    except Exception as exc:  # any failure of the second server means no sharing yet
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]  # type: ignore[assignment]
+        log(f"  shared sandbox: not supported by this server ({str(exc)[:160]}); using a standalone sandbox")
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def servers(count: int, folder: Path, shared: bool) -> AsyncIterator[Fleet]:
+    async with contextlib.AsyncExitStack() as stack:
+        sandbox: fleet.Sandbox | None = None
+        if shared:
+            env = fleet.shared_env(folder / "state")
+        else:
+            sandbox = stack.enter_context(fleet.standalone_sandbox(folder))
+            env = fleet.url_env(sandbox.url, folder / "state")
+        started = []
+        for i in range(count):
+            server = await stack.enter_async_context(
+                fleet.stdio_server(env, folder / f"home{i}", folder / f"server{i}.log")
+            )
+            await fleet.call(server, "list_workspaces", {})
+            started.append(server)
+        yield Fleet("shared" if shared else "url", started, sandbox)
+
+
+async def new_dataset(group: Fleet, server: fleet.Server, name: str) -> str:
+    """Through the sandbox's API when it is known, else through the tool (either shape of its fields)."""
+    if group.sandbox is not None:
+        return await anyio.to_thread.run_sync(group.sandbox.new_dataset, name)
+    fields: dict[str, Any] = DATASET_SCHEMA["fields"]  # type: ignore[assignment]
+    listed = [{"key": k, **v} for k, v in fields.items()]
+    problem: Exception | None = None
+    for shape in (listed, fields):
+        try:
+            out = await fleet.call(server, "create_dataset", {"name": name, "fields": shape, "strict": True})
+            return str(out["id"])
+        except RuntimeError as exc:
+            problem = exc
+    raise RuntimeError(f"could not create a dataset: {problem}")
+
+
+async def _upload(server: fleet.Server, dataset: str, path: Path) -> None:
+    out = await fleet.call(server, "upload_file", {"dataset_id": dataset, "path": str(path), "wait_seconds": 900})
+    if not out.get("finished"):
+        raise RuntimeError(f"upload_file did not finish: {out.get('status')}")
+
+
+async def _batch(group: Fleet, path: Path, per_server: int) -> float:
+    """All uploads started together (per_server on each server); seconds to the last result."""
+    work = [(s, await new_dataset(group, s, "throughput")) for s in group.servers for _ in range(per_server)]
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for server, dataset in work:
+            tg.start_soon(_upload, server, dataset, path)
+    return time.perf_counter() - started
+
+
+async def _throughput(path: Path, rounds: int, folder: Path, shared: bool) -> dict[str, Any]:
+    one: list[float] = []
+    many: list[float] = []
+    total = PROCESSES * EACH
+    for r in range(rounds):
+        async with servers(1, folder / f"one{r}", shared) as group:
+            warm = await new_dataset(group, group.servers[0], "warm-up")
+            await _upload(group.servers[0], warm, path)
+            one.append(await _batch(group, path, total))
+        async with servers(PROCESSES, folder / f"many{r}", shared) as group:
+            for server in group.servers:
+                warm = await new_dataset(group, server, "warm-up")
+                await _upload(server, warm, path)
+            many.append(await _batch(group, path, EACH))
+        log(f"  {total} uploads: one process {one[-1]:.2f} s, {PROCESSES} processes {many[-1]:.2f} s")
+    return {"one": one, "many": many}
+
+
+async def _latency(path: Path, folder: Path, shared: bool, samples: int) -> dict[str, Any]:
+    async with servers(2, folder, shared) as group:
+        uploader, reader = group.servers
+        target = await new_dataset(group, reader, "read")
+        warm = await new_dataset(group, uploader, "warm-up")
+        await _upload(uploader, warm, dataset_file(MB))
+
+        async def one_read() -> float:
+            began = time.perf_counter()
+            await fleet.call(reader, "get_dataset", {"dataset_id": target})
+            return time.perf_counter() - began
+
+        def direct_read() -> float:
+            """The same dataset straight from the sandbox's API: how much of the latency is the sandbox's."""
+            assert group.sandbox is not None
+            began = time.perf_counter()
+            group.sandbox.api.get(f"{fleet.DATASETS}/{target}").raise_for_status()
+            return time.perf_counter() - began
+
+        direct_idle: list[float] = []
+        direct_busy: list[float] = []
+
+        await one_read()
+        idle = [await one_read() for _ in range(samples)]
+        if group.sandbox is not None:
+            direct_idle += [await anyio.to_thread.run_sync(direct_read) for _ in range(samples)]
+        dataset = await new_dataset(group, uploader, "large")
+        busy: list[tuple[float, float]] = []
+        phases: list[tuple[float, str]] = []
+        done = anyio.Event()
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            text = message or ""
+            phase = "PUT" if text.startswith("uploading") else "import" if progress >= 50 else "pre-flight"
+            if not phases or phases[-1][1] != phase:
+                phases.append((time.perf_counter(), phase))
+
+        async def upload() -> None:
+            try:
+                await fleet.call(
+                    uploader,
+                    "upload_file",
+                    {"dataset_id": dataset, "path": str(path), "wait_seconds": 900},
+                    progress_callback=on_progress,
+                )
+            finally:
+                done.set()
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(upload)
+            while not done.is_set():
+                began = time.perf_counter()
+                latency = await one_read()
+                busy.append((began, latency))
+                if group.sandbox is not None:
+                    direct_busy.append(await anyio.to_thread.run_sync(direct_read))
+                await anyio.sleep(0.05)
+        ended = time.perf_counter()
+        idle += [await one_read() for _ in range(samples)]
+    bounds = [(started, "pre-flight"), *phases, (ended, "")]
+    by_phase: dict[str, list[float]] = {}
+    for (begin, name), (end, _) in itertools.pairwise(bounds):
+        if name:
+            by_phase.setdefault(name, []).extend(lat for t, lat in busy if begin <= t < end)
+    return {
+        "idle": idle,
+        "busy": [lat for _, lat in busy],
+        "phases": by_phase,
+        "direct_idle": direct_idle,
+        "direct_busy": direct_busy,
+    }
+
+
+def run(path: Path, rounds: int, large: Path, samples: int) -> Result:
+    with fleet.temp_folder("bench-sharing-") as tmp:
+        folder = Path(tmp)
+        shared = anyio.run(_probe_shared, folder / "probe")
+        got = anyio.run(_throughput, path, rounds, folder, shared)
+        lat = anyio.run(_latency, large, folder / "latency", shared, samples)
+    size = path.stat().st_size
+    total = PROCESSES * EACH
+    ratios = [one / many for one, many in zip(got["one"], got["many"], strict=True)]
+    ratio = median(ratios)
+    idle, busy = median(lat["idle"]), median(lat["busy"])
+    latency_ratio = busy / idle
+    worst_phase = max(
+        ((name, median(v) / idle) for name, v in lat["phases"].items() if v), key=lambda x: x[1], default=("", 0.0)
+    )
+    met = ratio >= GOAL_THROUGHPUT and latency_ratio <= GOAL_LATENCY
+    form = (
+        "shared (sandbox mode, one state directory)"
+        if shared
+        else "url (a standalone sandbox at the default pace; every server in Prolific mode pointed at it: the "
+        "server does not share its own sandbox yet)"
+    )
+    phase_rows = [
+        f"| during the upload's {name} | {len(v)} | {median(v) * 1000:,.0f} ms | {median(v) / idle:.2f}× |"
+        for name, v in lat["phases"].items()
+        if v
+    ]
+    log(f"  {PROCESSES} processes: {ratio:.2f}x one's throughput; get_dataset {latency_ratio:.2f}x idle")
+    return Result(
+        9,
+        f"One sandbox, {PROCESSES} server processes",
+        f"{PROCESSES} processes × {EACH} uploads ≥ {GOAL_THROUGHPUT}× one process doing {total}; another's "
+        f"`get_dataset` during a large upload ≤ {GOAL_LATENCY}× its idle time",
+        f"throughput {ratio:.2f}×; get_dataset {latency_ratio:.2f}× idle during {large.name} "
+        f"(worst phase: {worst_phase[0]}, {worst_phase[1]:.2f}×)",
+        f"{ratio:.2f}× / {latency_ratio:.2f}×",
+        met,
+        [
+            f"Sharing: {form}. Each upload is `upload_file` of {path.name} ({size / MB:,.0f} MB) to a dataset of "
+            f"its own, followed to its result; all {total} started together; {rounds} round(s), the ratio is the "
+            "median of each round's pair (each server warmed up by one upload first).",
+            "",
+            "| Processes | Uploads | Wall time (median) | Throughput |",
+            "|---|---|---|---|",
+            f"| 1 | {total} | {median(got['one']):.2f} s | {total * size / median(got['one']) / MB:,.1f} MB/s |",
+            f"| {PROCESSES} | {EACH} each | {median(got['many']):.2f} s | "
+            f"{total * size / median(got['many']) / MB:,.1f} MB/s (**{ratio:.2f}×**) |",
+            "",
+            f"`get_dataset` from a second server, one call every 50 ms while the first uploads {large.name} "
+            f"({large.stat().st_size / MB:,.0f} MB) to its result, against {2 * samples} calls while idle (before "
+            "and after):",
+            "",
+            "| When | Calls | Median | vs idle |",
+            "|---|---|---|---|",
+            f"| idle | {len(lat['idle'])} | {idle * 1000:,.0f} ms | 1.00× |",
+            f"| during the whole upload_file call | {len(lat['busy'])} | {busy * 1000:,.0f} ms | "
+            f"**{latency_ratio:.2f}×** |",
+            *phase_rows,
+            *(
+                [
+                    f"| the sandbox's own API, same dataset, idle / during | {len(lat['direct_busy'])} | "
+                    f"{median(lat['direct_idle']) * 1000:,.0f} ms / {median(lat['direct_busy']) * 1000:,.0f} ms | "
+                    f"{median(lat['direct_busy']) / median(lat['direct_idle']):.2f}× |"
+                ]
+                if lat["direct_busy"]
+                else []
+            ),
+        ],
+    )
