@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -97,9 +98,9 @@ def prepare_state_dir(folder: Path) -> Path:
         st = folder.stat()
         if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & 0o077:
             folder.chmod(0o700)
-        probe = folder / f".probe-{os.getpid()}"
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise StateDirError(

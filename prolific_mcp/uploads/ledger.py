@@ -65,8 +65,6 @@ OwnerState = Literal["self", "alive", "dead", "unknown"]
 SCHEMA_VERSION: Final = 2
 UNKNOWN_OWNER_GRACE_SECONDS: Final = 120.0
 """A row whose owner cannot be checked (another host) counts as live this long after its last change."""
-CLAIM_GRACE_SECONDS: Final = 120.0
-"""A `claimed` row of this very process older than this (no URL asked for) counts as abandoned."""
 DB_FILE_MODE: Final = 0o600
 MOVED_ASIDE_MARK: Final = ".damaged-"
 
@@ -442,8 +440,7 @@ class Ledger:
         if state == "alive":
             return True
         if state == "self":
-            fresh = row.state != "claimed" or now - row.updated_at < CLAIM_GRACE_SECONDS
-            return self._holds(row.id) and fresh
+            return self._holds(row.id)  # held until record_import, set_state or release ends it
         if state == "unknown":
             return now - row.updated_at < UNKNOWN_OWNER_GRACE_SECONDS
         return False
@@ -625,7 +622,7 @@ def damage(path: Path, busy_timeout: float = 10.0) -> str | None:
     if st.st_size == 0:
         return None
     try:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+        db = sqlite3.connect(f"{Path(os.path.abspath(path)).as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
     except sqlite3.OperationalError as exc:
         raise _state_dir_error(path, exc) from None
     try:

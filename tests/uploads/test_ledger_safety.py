@@ -33,18 +33,21 @@ def _claim(ledger: Ledger, key: UploadKey = KEY, **extra: object) -> Claim:
 
 def test_five_threads_racing_for_one_key_make_one_owner(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledger.sqlite3"
-    ledgers = [Ledger(path) for _ in range(5)]
+    ledgers: list[Ledger] = []
     barrier = threading.Barrier(5)
     claims: list[Claim] = []
     lock = threading.Lock()
 
-    def race(ledger: Ledger) -> None:
+    def race() -> None:
+        ledger = Ledger(path)  # each thread opens its own connection, all at once
+        with lock:
+            ledgers.append(ledger)
         barrier.wait(timeout=30)
         got = _claim(ledger)
         with lock:
             claims.append(got)
 
-    threads = [threading.Thread(target=race, args=(ledger,)) for ledger in ledgers]
+    threads = [threading.Thread(target=race) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -277,3 +280,11 @@ def test_an_unwritable_state_folder_names_the_variable(tmp_path: Path) -> None:
     )
     assert StateDirError.__name__ in out.stdout, out.stderr[-2000:]
     assert "PROLIFIC_MCP_STATE_DIR" in out.stdout and "permission denied" in out.stdout
+
+
+def test_a_relative_ledger_path_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ledger = Ledger(Path("rel") / "ledger.sqlite3")
+    assert _claim(ledger).won
+    ledger.close()
+    assert Ledger(Path("rel") / "ledger.sqlite3").recovery is None
