@@ -7,11 +7,20 @@ With no command it serves MCP over stdio (or streamable HTTP with `--http`); `sa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 from prolific_mcp import __version__
+
+if TYPE_CHECKING:
+    from prolific_mcp.settings import Settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,33 +64,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STOP_GRACE = 1.5
+"""Seconds between SIGINT/SIGTERM and the exit at the latest, whatever is still running (docs/architecture.md
+(Transports): the server ends within 2 s)."""
+
+
 def _serve(args: argparse.Namespace) -> int:
     import anyio
 
-    from prolific_mcp.server.app import build_server
+    from prolific_mcp.logs import configure_logging
+    from prolific_mcp.server.app import build_server, build_unconfigured_server
     from prolific_mcp.server.http import HttpOptions, serve_http
     from prolific_mcp.settings import ConfigurationError, load_settings
 
+    configure_logging()  # before the server is built: the SDK then leaves the root logger alone
+    stopped = threading.Event()
+    settings: Settings | None = None
     try:
         settings = load_settings(mode=args.mode, allowed_dirs=args.allow_dir, read_only=args.read_only)
     except ConfigurationError as exc:
-        print(f"prolific-datasets-mcp: {exc}", file=sys.stderr)
-        return 2
-    mcp = build_server(settings)
-    logging.getLogger().handlers[:] = [logging.StreamHandler(sys.stderr)]
-    if not args.http:
-        mcp.run()
+        mcp = build_unconfigured_server(str(exc), on_stopped=stopped.set)
+        print(
+            f"prolific-datasets-mcp: configuration error: {exc}\n"
+            "  The server runs anyway and answers every tool call with this error; fix the setting in your MCP "
+            "client's configuration for this server and restart it (`prolific-datasets-mcp doctor` checks it).",
+            file=sys.stderr,
+            flush=True,
+        )
+    else:
+        mcp = build_server(settings, on_stopped=stopped.set)
+    print(start_line(settings, args), file=sys.stderr, flush=True)
+    if args.http:
+        token = settings.http_token.get_secret_value() if settings and settings.http_token else None
+        options = HttpOptions(args.host, args.port, token, args.no_auth, tuple(args.allowed_host))
+        try:
+            anyio.run(_until_signal, partial(serve_http, mcp, options), stopped)
+        except ConfigurationError as exc:
+            print(f"prolific-datasets-mcp: {exc}", file=sys.stderr)
+            return 2
         return 0
-    token = settings.http_token.get_secret_value() if settings.http_token else None
-    options = HttpOptions(args.host, args.port, token, args.no_auth, tuple(args.allowed_host))
-    try:
-        anyio.run(serve_http, mcp, options)
-    except ConfigurationError as exc:
-        print(f"prolific-datasets-mcp: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
+    anyio.run(_until_signal, mcp.run_stdio_async, stopped)
     return 0
+
+
+def start_line(settings: Settings | None, args: argparse.Namespace) -> str:
+    """The one line printed to stderr at start: version, mode, API origin, state directory, allowed directories."""
+    transport = f"HTTP on {args.host}:{args.port}" if args.http else "stdio"
+    head = f"prolific-datasets-mcp {__version__} ({transport})"
+    if settings is None:
+        return f"{head}: not configured (see the error above); every tool call answers with it"
+    mode = settings.resolved_mode
+    origin = "the local sandbox (nothing reaches Prolific)" if mode == "sandbox" else settings.api_url
+    folders = ", ".join(str(p) for p in settings.effective_allowed_dirs()) or (
+        "none (set PROLIFIC_MCP_ALLOWED_DIRS to read data files)"
+    )
+    return (
+        f"{head}: mode {mode}, API {origin}, state directory {settings.state_dir}, "
+        f"allowed directories {folders}{', read-only' if settings.read_only else ''}"
+    )
+
+
+async def _until_signal(main: Callable[[], Awaitable[None]], stopped: threading.Event) -> None:
+    """Run `main` until it returns or SIGINT/SIGTERM arrives; then stop it, and exit at most STOP_GRACE s later.
+
+    The SDK reads stdin in a worker thread that nothing can interrupt, so after a signal the server would otherwise
+    wait for the client to close stdin. Once the lifespan has closed everything (`stopped`), or STOP_GRACE has
+    passed, the process exits with status 0 without waiting for that thread.
+    """
+    import anyio
+
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logging.getLogger("prolific_mcp").info("%s received: stopping", signal.Signals(signum).name)
+                    threading.Thread(target=_exit_once_stopped, args=(stopped,), daemon=True).start()
+                    tg.cancel_scope.cancel()
+                    return
+
+        async def run_main() -> None:
+            try:
+                await main()
+            except Exception as exc:  # raised below as it is, not wrapped in the task group's ExceptionGroup
+                failed.append(exc)
+            finally:
+                tg.cancel_scope.cancel()
+
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            tg.start_soon(on_signal)
+        tg.start_soon(run_main)
+    if failed:
+        raise failed[0]
+
+
+def _exit_once_stopped(stopped: threading.Event) -> None:
+    stopped.wait(STOP_GRACE)
+    logging.shutdown()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

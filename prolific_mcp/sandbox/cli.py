@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from prolific_mcp.logs import configure_logging
 from prolific_mcp.sandbox.config import DEFAULT_MAX_OBJECT_SIZE, DEFAULT_URL_LIFETIME, Pace, SandboxConfig
 from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError
 from prolific_mcp.sandbox.handshake import (
@@ -122,16 +123,6 @@ def config_from_args(args: argparse.Namespace, state_dir: Path, admin_token: str
     return SandboxConfig(**fields)
 
 
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    if level != "debug":
-        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-
-
 def ready_line(server: SandboxServer, *, temporary: bool, admin_generated: bool) -> str:
     """The line printed on stdout once the sandbox answers (READY_LINE parses it)."""
     note = f", {TEMP_NOTE}" if temporary else ""
@@ -146,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sandbox from the command line until SIGINT/SIGTERM; 0 on a clean stop, 1 or 2 on errors."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     try:
         plan = load_fault_file(args.faults) if args.faults is not None else FaultPlan()
     except FaultPlanError as exc:

@@ -46,6 +46,8 @@ class AppState:
     failure: str | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
     supervisor: SandboxSupervisor | None = None
+    configuration_error: str | None = None
+    """The configuration could not be loaded: nothing starts, and every call fails with this (and its fix)."""
 
     async def get(self) -> Deps:
         """The service, once start-up has finished (the sandbox may still be starting)."""
@@ -71,7 +73,11 @@ def sandbox_state_dir(settings: Settings) -> Path:
 @asynccontextmanager
 async def running(state: AppState) -> AsyncIterator[AppState]:
     """The lifespan: start the services in the background and yield at once; close them when the server stops."""
-    state.service, state.failure, state.ready = None, None, anyio.Event()
+    state.service, state.failure, state.ready = None, state.configuration_error, anyio.Event()
+    if state.configuration_error is not None:
+        state.ready.set()
+        yield state
+        return
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(_run_services, state, stop)
