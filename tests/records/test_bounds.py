@@ -163,3 +163,10 @@ def test_the_schema_fields_that_take_numbers_are_kept_exact(tmp_path: Path) -> N
     with open_regular_file(path) as opened:
         report = scan_file(opened.fd, "jsonl", schema, expected_size=opened.size)
     assert (report.ok, report.record_count, report.rejected) == (True, 2, 1), "only the record missing 'meta'"
+
+
+def test_an_over_long_first_line_is_a_finding_too() -> None:
+    long_line = b'{"t": "' + b"a" * (MAX_RECORD_BYTES + 10) + b'"}\n'
+    records = list(iter_records(io.BytesIO(long_line + GOOD), "jsonl"))
+    assert [(r.index, r.line, r.value is None) for r in records] == [(0, 1, True), (1, 2, False)]
+    assert "10 MiB" in (records[0].raw_error or "")
