@@ -6,6 +6,7 @@ the README without a place that runs it fails `test_every_command_is_exercised`.
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import os
@@ -27,12 +28,15 @@ import pytest
 import prolific_mcp
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import ENV_VARS, load_settings
-from tests.ecosystem.readme import README, code_blocks, commands, named
+from tests.ecosystem.readme import CHECKOUT, NAMED, README, SERVER, code_blocks, commands, named, section
 
 REPO_ROOT = Path(prolific_mcp.__file__).resolve().parents[1]
 CI_ECOSYSTEM = (REPO_ROOT / ".ci" / "ecosystem").read_text(encoding="utf-8")
 CI_RUN = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
-SERVER_COMMAND = ["uvx", "prolific-datasets-mcp"]
+SERVER_COMMAND = [SERVER]
+"""What every client configuration starts today: the server in the checkout's .venv."""
+PUBLISHED_COMMAND = ["uvx", "prolific-datasets-mcp"]
+"""What it starts once the package is on PyPI."""
 TEXT = README.read_text(encoding="utf-8")
 
 COVERAGE = {
@@ -41,12 +45,16 @@ COVERAGE = {
     ),
     "bash .ci/run": "CI itself",
     ".ci-venv/bin/python -m bench quick": ".ci/run runs it verbatim (its venv is .ci-venv)",
-    "claude mcp add --scope project --env 'PROLIFIC_TOKEN=${PROLIFIC_TOKEN:-}' prolific-datasets -- "
-    "uvx prolific-datasets-mcp": (
-        "test_claude_code_setup checks what it registers; .ci/ecosystem runs the server part (uvx ...)"
-    ),
-    "uvx prolific-datasets-mcp doctor": ".ci/ecosystem runs it verbatim (readme.py uvx-doctor) with the built wheel",
-    "prolific-datasets-mcp --http --port 8765": "test_http_command (on a free port)",
+    named("claude-add"): ".ci/ecosystem: Claude Code runs it verbatim (readme.py claude-add), checkout substituted",
+    named("claude-get"): ".ci/ecosystem: Claude Code runs it verbatim and must report the server connected",
+    named("gemini-add"): ".ci/ecosystem: Gemini CLI runs it verbatim (readme.py gemini-add), checkout substituted",
+    named("gemini-list"): ".ci/ecosystem: Gemini CLI runs it verbatim and must report the server connected",
+    named("codex-get"): ".ci/ecosystem: Codex runs it verbatim on the README's config.toml",
+    named("doctor"): ".ci/ecosystem runs it verbatim (readme.py doctor) in the checkout the install line made",
+    named("published-claude-add"): ".ci/ecosystem: Claude Code runs it with uvx taking the built wheel",
+    named("published-gemini-add"): ".ci/ecosystem: Gemini CLI runs it with uvx taking the built wheel",
+    named("uvx-doctor"): ".ci/ecosystem runs it verbatim (readme.py uvx-doctor) with the built wheel",
+    ".venv/bin/prolific-datasets-mcp --http --port 8765": "test_http_command (on a free port)",
     "prolific-datasets-mcp sandbox": "test_sandbox_commands",
     "curl -s -H 'Authorization: Token anything' http://127.0.0.1:34815/api/v1/workspaces/": "test_sandbox_commands",
 }
@@ -86,27 +94,68 @@ def test_the_first_lines_stay_what_they_were() -> None:
 
 def test_every_command_is_exercised() -> None:
     assert sorted(commands()) == sorted(COVERAGE), "a README command has no place that runs it (COVERAGE)"
-    assert "readme.py quickstart" in CI_ECOSYSTEM
-    assert "readme.py uvx-doctor" in CI_ECOSYSTEM
+    for name in NAMED:
+        assert f"readme {name}" in CI_ECOSYSTEM or f"readme.py {name}" in CI_ECOSYSTEM, name
+    for name in ("claude-mcp-json", "gemini-settings", "codex-config"):
+        assert name in CI_ECOSYSTEM, name
     assert ".ci/ecosystem" in CI_RUN
 
 
 def test_claude_code_setup() -> None:
-    argv = shlex.split(named_line("claude mcp add"))
-    assert argv[:3] == ["claude", "mcp", "add"]
+    argv = shlex.split(named("claude-add"))
+    assert argv[:4] == ["claude", "mcp", "add", "prolific-datasets"], "the name comes before the options"
     dash = argv.index("--")
     assert argv[dash + 1 :] == SERVER_COMMAND
-    options = argv[3:dash]
-    assert options[options.index("--scope") + 1] == "project"
-    env = options[options.index("--env") + 1]
-    assert env == "PROLIFIC_TOKEN=${PROLIFIC_TOKEN:-}", "the token is expanded by Claude Code, never written"
-    name = options[-1]
-    mcp_json = next(
-        c for c in json_configs() if "mcpServers" in c and "PROLIFIC_TOKEN" in str(c) and "env:" not in str(c)
+    options = argv[4:dash]
+    assert options == ["--scope", "project", "-e", "PROLIFIC_TOKEN=${PROLIFIC_TOKEN:-}"], (
+        "the token is expanded by Claude Code, never written"
     )
-    server = mcp_json["mcpServers"][name]
+    server = json.loads(block_in("### Claude Code", "json"))["mcpServers"]["prolific-datasets"]
     assert [server["command"], *server["args"]] == SERVER_COMMAND
     assert server["env"] == {"PROLIFIC_TOKEN": "${PROLIFIC_TOKEN:-}"}
+    assert named("claude-get") == "claude mcp get prolific-datasets"
+
+
+def test_gemini_cli_setup_puts_the_token_in_the_servers_own_env() -> None:
+    argv = shlex.split(named("gemini-add"))
+    token = "PROLIFIC_TOKEN=$PROLIFIC_TOKEN"
+    assert argv == ["gemini", "mcp", "add", "-e", token, "prolific-datasets", *SERVER_COMMAND]
+    server = json.loads(block_in("### Gemini CLI", "json"))["mcpServers"]["prolific-datasets"]
+    assert [server["command"], *server["args"]] == SERVER_COMMAND
+    assert server["env"] == {"PROLIFIC_TOKEN": "$PROLIFIC_TOKEN"}
+    assert "TOKEN" in section("### Gemini CLI") and "own `env`" in section("### Gemini CLI")
+
+
+def test_the_published_lines_differ_only_by_the_command() -> None:
+    server = " ".join(SERVER_COMMAND)
+    published = " ".join(PUBLISHED_COMMAND)
+    assert named("published-claude-add") == named("claude-add").replace(server, published)
+    assert named("published-gemini-add") == named("gemini-add").replace(server, published)
+    assert named("uvx-doctor") == named("doctor").replace(server, published)
+    assert "not on PyPI yet" in section("## Set it up in your MCP client")
+    assert "These start working when" in section("### Once the package is on PyPI")
+
+
+def test_the_agents_sdk_snippet_waits_longer_than_a_tool_and_passes_the_token() -> None:
+    (snippet,) = [body for lang, body in code_blocks(section("### OpenAI Agents SDK")) if lang == "python"]
+    tree = ast.parse(snippet)
+    (call,) = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "MCPServerStdio"]
+    keywords = {k.arg: k.value for k in call.keywords}
+    timeout = ast.literal_eval(keywords["client_session_timeout_seconds"])
+    assert timeout > load_settings({"PROLIFIC_MODE": "sandbox"}).wait_seconds, "the SDK would end a waiting call"
+    params = keywords["params"]
+    assert isinstance(params, ast.Dict)
+    fields = {ast.literal_eval(k): v for k, v in zip(params.keys, params.values, strict=True) if k is not None}
+    assert ast.literal_eval(fields["command"]) == SERVER
+    env = fields["env"]
+    assert isinstance(env, ast.Dict)
+    assert [ast.literal_eval(k) for k in env.keys if k is not None] == ["PROLIFIC_TOKEN"]
+    assert "os.environ" in ast.unparse(env), "the token comes from the environment, never written"
+
+
+def block_in(heading: str, language: str) -> str:
+    (body,) = [body for lang, body in code_blocks(section(heading)) if lang == language]
+    return body
 
 
 def named_line(prefix: str) -> str:
@@ -121,13 +170,14 @@ def test_every_client_config_starts_the_same_server_and_writes_no_token() -> Non
     codex = [tomllib.loads(body) for body in blocks("toml")]
     assert len(codex) == 1
     servers.append(codex[0]["mcp_servers"]["prolific-datasets"])
-    assert len(servers) == 5, "Claude Code, Cursor, VS Code, Claude Desktop, Codex"
+    assert len(servers) == 6, "Claude Code, Gemini CLI, Codex, Cursor, VS Code, Claude Desktop"
     for server in servers:
-        assert [server["command"], *server["args"]] == SERVER_COMMAND
+        assert [server["command"], *server.get("args", [])] == SERVER_COMMAND
+        assert server["command"].startswith(CHECKOUT)
         for key, value in server.get("env", {}).items():
             assert key in ENV_VARS.values(), key
             if key == "PROLIFIC_TOKEN":
-                assert re.fullmatch(r"\$\{[^}]+\}", value), f"{value!r} must be a placeholder, not a token"
+                assert re.fullmatch(r"\$\{[^}]+\}|\$[A-Z_]+", value), f"{value!r} must be a placeholder, not a token"
     assert codex[0]["mcp_servers"]["prolific-datasets"]["env_vars"] == ["PROLIFIC_TOKEN", "PROLIFIC_MCP_ALLOWED_DIRS"]
 
 
@@ -147,7 +197,9 @@ def test_the_cursor_deeplink_installs_the_cursor_config() -> None:
     (encoded,) = query["config"]
     decoded = json.loads(base64.b64decode(encoded))
     cursor = next(c for c in json_configs() if "env:PROLIFIC_TOKEN" in json.dumps(c))
-    assert decoded == cursor["mcpServers"][name]
+    published = {**cursor["mcpServers"][name], "command": PUBLISHED_COMMAND[0], "args": PUBLISHED_COMMAND[1:]}
+    assert decoded == published, "the link installs the Cursor configuration, with uvx"
+    assert link in section("### Once the package is on PyPI")
 
 
 def test_the_tools_and_resources_tables_match_the_server(tmp_path: Path) -> None:
@@ -202,8 +254,8 @@ def test_sandbox_commands(tmp_path: Path) -> None:
 
 def test_http_command(tmp_path: Path) -> None:
     """`prolific-datasets-mcp --http --port P`: no token set, so one is generated and printed once to stderr."""
-    argv = shlex.split(named_line("prolific-datasets-mcp --http"))
-    assert argv == ["prolific-datasets-mcp", "--http", "--port", "8765"]
+    argv = shlex.split(named_line(".venv/bin/prolific-datasets-mcp --http"))
+    assert argv == [".venv/bin/prolific-datasets-mcp", "--http", "--port", "8765"]
     port = free_port()
     data = tmp_path / "data"
     data.mkdir()
@@ -255,6 +307,17 @@ def post_when_up(http: httpx2.Client, url: str, body: dict[str, Any], headers: d
     return http.post(url, json=body, headers=headers)
 
 
-@pytest.mark.parametrize("section", ["### Claude Code", "### Cursor", "### VS Code", "### Claude Desktop", "### Codex"])
-def test_each_client_has_its_section(section: str) -> None:
-    assert f"\n{section}\n" in TEXT
+@pytest.mark.parametrize(
+    "heading",
+    [
+        "### Claude Code",
+        "### Gemini CLI",
+        "### Codex",
+        "### Cursor",
+        "### VS Code",
+        "### Claude Desktop",
+        "### OpenAI Agents SDK",
+    ],
+)
+def test_each_client_has_its_section(heading: str) -> None:
+    assert f"\n{heading}\n" in TEXT
