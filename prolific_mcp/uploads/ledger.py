@@ -709,8 +709,8 @@ def _state_dir_error(path: Path, exc: BaseException) -> StateDirError:
             f"the upload ledger in {shown_path(path.parent)} is busy (another server process holds it): call the "
             "tool again in a moment"
         )
-    if isinstance(exc, sqlite3.OperationalError) and "full" in text:
-        fix = "free some space there, or set PROLIFIC_MCP_STATE_DIR to a folder on another disk"
+    if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "i/o" in text):
+        fix = "free some space on that disk (or check it), or set PROLIFIC_MCP_STATE_DIR to a folder on another disk"
     else:
         fix = "make it writable, or set PROLIFIC_MCP_STATE_DIR to a folder you can write to"
     return StateDirError(

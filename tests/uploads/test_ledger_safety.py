@@ -288,3 +288,33 @@ def test_a_relative_ledger_path_works(tmp_path: Path, monkeypatch: pytest.Monkey
     assert _claim(ledger).won
     ledger.close()
     assert Ledger(Path("rel") / "ledger.sqlite3").recovery is None
+
+
+def test_a_full_state_folder_names_the_cause_and_the_variable(tmp_path: Path) -> None:
+    """A child process whose file size limit the ledger's files outgrow: the write fails as on a full disk."""
+    script = textwrap.dedent(
+        """
+        import resource, signal, sys
+        from pathlib import Path
+        from prolific_mcp.uploads.ledger import Ledger, UploadKey
+        ledger = Ledger(Path(sys.argv[1]))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        try:
+            for i in range(5000):
+                ledger.claim(UploadKey("o", "u", "d", f"{i:064d}", i), filename="f" * 500, local_path="/x" * 300,
+                             fmt="jsonl", record_count=i)
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "state" / "ledger.sqlite3")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert out.startswith(StateDirError.__name__), out
+    assert "free some space" in out and "PROLIFIC_MCP_STATE_DIR" in out
