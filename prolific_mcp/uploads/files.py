@@ -427,26 +427,34 @@ def _inside_allowed(dir_fd: int, opened_as: Path, allowed: Sequence[Path]) -> bo
     if os.open not in os.supports_dir_fd:  # pragma: no cover - Windows: no descriptor-relative opens
         real = Path(os.path.realpath(opened_as))
         return any(real == root or real.is_relative_to(root) for root in roots)
-    ids = set()  # pragma: no cover - platforms without a descriptor path (BSDs)
-    for root in roots:  # pragma: no cover
+    return _inside_by_parents(dir_fd, roots)
+
+
+def _inside_by_parents(dir_fd: int, roots: Sequence[Path]) -> bool:
+    """Whether walking up from an open directory (`..` relative to each descriptor) reaches an allowed directory,
+    compared by device and inode (the allowed paths looked up now, without following a link)."""
+    ids = set()
+    for root in roots:
         with contextlib.suppress(OSError):
             st = os.stat(root, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 ids.add((st.st_dev, st.st_ino))
-    current = os.dup(dir_fd)  # pragma: no cover
-    try:  # pragma: no cover
+    current = os.dup(dir_fd)
+    try:
         for _ in range(4096):
             st = os.fstat(current)
             if (st.st_dev, st.st_ino) in ids:
                 return True
             parent = os.open("..", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0), dir_fd=current)
-            pst = os.fstat(parent)
             os.close(current)
             current = parent
+            pst = os.fstat(parent)
             if (pst.st_dev, pst.st_ino) == (st.st_dev, st.st_ino):
                 return False  # the file system's root
         return False
-    finally:  # pragma: no cover
+    except OSError:
+        return False
+    finally:
         os.close(current)
 
 

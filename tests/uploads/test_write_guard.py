@@ -18,9 +18,19 @@ from typing import BinaryIO
 
 import pytest
 
+from prolific_mcp.uploads import files as files_module
 from prolific_mcp.uploads.files import WriteFailure, rejected_names, write_beside
 
 ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(params=["kernel path", "parent walk"])
+def containment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Containment judged by the kernel's path for the descriptor, or (where the system has none) by walking up
+    from it through `..`: both are exercised here."""
+    if request.param == "parent walk":
+        monkeypatch.setattr(files_module, "_descriptor_path", lambda fd: None)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -35,7 +45,7 @@ def _lines(sink: BinaryIO) -> int:
     return 2
 
 
-def test_the_file_lands_beside_the_input_with_its_permission_bits(root: Path) -> None:
+def test_the_file_lands_beside_the_input_with_its_permission_bits(root: Path, containment: str) -> None:
     original = root / "sub" / "data.jsonl"
     original.write_text("{}\n")
     for bits in (0o600, 0o640):
@@ -67,7 +77,7 @@ def test_a_dangling_link_or_a_taken_name_moves_on_to_the_next_name(root: Path, t
     assert list(rejected_names("x.jsonl"))[:3] == ["x.rejected.jsonl", "x.rejected.1.jsonl", "x.rejected.2.jsonl"]
 
 
-def test_a_folder_swapped_for_a_link_sends_nothing_outside(root: Path, tmp_path: Path) -> None:
+def test_a_folder_swapped_for_a_link_sends_nothing_outside(root: Path, tmp_path: Path, containment: str) -> None:
     outside = tmp_path / "outside"
     (outside / "deeper").mkdir(parents=True)
     # The input's own folder replaced by a link: refused (O_NOFOLLOW on the folder).
