@@ -1,15 +1,19 @@
-"""The streamable HTTP transport (DESIGN §9): loopback by default, Host/Origin checked first, then a bearer token.
+"""The streamable HTTP transport: loopback by default, Host/Origin checked first, then a bearer token.
 
-SSE responses always (never `json_response=True`, which drops progress notifications).
+SSE responses always (never `json_response=True`, which drops progress notifications). Slow clients cannot hold
+the server: a connection that has not sent a whole request head within `header_timeout` seconds (when it opens, or
+between requests) is closed, and at most `max_connections` connections are served at once (uvicorn's
+`limit_concurrency`: more get 503). See docs/architecture.md (Transports).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
@@ -17,6 +21,7 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from prolific_mcp.redaction import register_secret
 from prolific_mcp.settings import ConfigurationError, is_loopback_host
@@ -28,6 +33,12 @@ DEFAULT_PORT = 8765
 MCP_PATH = "/mcp"
 
 
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a whole request head."""
+MAX_CONNECTIONS = 100
+"""Connections (and requests in progress) served at once; more are answered 503 at once."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpOptions:
     host: str = DEFAULT_HOST
@@ -35,6 +46,8 @@ class HttpOptions:
     token: str | None = None
     no_auth: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = HEADER_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 def security_for(options: HttpOptions) -> TransportSecuritySettings:
@@ -63,7 +76,7 @@ def check_options(options: HttpOptions) -> HttpOptions:
         return options
     token = options.token or secrets.token_urlsafe(32)
     register_secret(token)
-    return HttpOptions(options.host, options.port, token, False, options.allowed_hosts)
+    return replace(options, token=token)
 
 
 class GuardMiddleware:
@@ -113,7 +126,66 @@ async def serve_http(mcp: MCPServer, options: HttpOptions) -> None:
             file=sys.stderr,
             flush=True,
         )
-    config = uvicorn.Config(
-        http_app(mcp, options), host=options.host, port=options.port, log_level="warning", lifespan="on"
+    await uvicorn.Server(server_config(mcp, options)).serve()
+
+
+def server_config(mcp: MCPServer, options: HttpOptions) -> uvicorn.Config:
+    """uvicorn's configuration for the guarded app, with the header timeout and the connection limit."""
+    return uvicorn.Config(
+        http_app(mcp, options),
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        log_config=None,  # our logging (prolific_mcp.logs), not uvicorn's
+        lifespan="on",
+        http=header_timeout_protocol(options.header_timeout),
+        limit_concurrency=options.max_connections,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=1,
     )
-    await uvicorn.Server(config).serve()
+
+
+def header_timeout_protocol(seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose request head has not arrived within `seconds` of it
+    opening or of its previous response (uvicorn times out idle keep-alive connections, not slow heads; written
+    against uvicorn 0.54's H11Protocol: `cycle` is set once a request head is complete)."""
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _waiting_after: object = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._deadline is not None and self.cycle is not self._waiting_after:
+                self._disarm()  # a request head arrived
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._waiting_after = self.cycle
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if self.cycle is self._waiting_after and not self.transport.is_closing():
+                log.info("closing a connection that sent no complete request head within %g s", seconds)
+                self.transport.close()
+
+    return HeaderTimeoutProtocol

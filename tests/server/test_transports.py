@@ -18,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 
 import prolific_mcp
-from prolific_mcp.server.http import HttpOptions, check_options, http_app
+from prolific_mcp.server.http import HttpOptions, check_options, server_config
 from prolific_mcp.settings import ConfigurationError
 from tests.server.conftest import SCHEMA_FIELDS, ok, records, text_of, write_jsonl
 
@@ -77,8 +77,7 @@ async def _serve(server: MCPServer, options: HttpOptions) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(http_app(server, options), log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
+    uv = uvicorn.Server(server_config(server, options))
     async with anyio.create_task_group() as tg:
         tg.start_soon(uv.serve, [sock])
         with anyio.fail_after(20):
@@ -126,3 +125,55 @@ def test_unsafe_http_options_are_refused() -> None:
     assert generated.token
     assert len(generated.token) >= 32
     assert check_options(HttpOptions(no_auth=True)).token is None
+
+
+TRICKLERS = 30
+
+
+async def _trickle(port: int, closed: list[int], index: int) -> None:
+    """An unauthenticated client that sends a request head one header line at a time and never finishes it; it
+    notes when the server closes the connection."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        try:
+            await stream.send(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            while True:
+                with anyio.move_on_after(0.3):
+                    if not await stream.receive():
+                        break
+                await stream.send(b"X-Slow: still-here\r\n")
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            pass
+    closed.append(index)
+
+
+async def test_slow_request_heads_are_cut_and_cannot_block_a_client(server: MCPServer) -> None:
+    """30 connections trickling headers, with room for only 20: they are closed after the header timeout, and a real
+    client (which is answered 503 while the slots are taken) gets through within a generous bound."""
+    options = HttpOptions(token=TOKEN, header_timeout=1.0, max_connections=20)
+    closed: list[int] = []
+    async with _serve(server, options) as url, anyio.create_task_group() as tg:
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        for index in range(TRICKLERS):
+            tg.start_soon(_trickle, port, closed, index)
+        await anyio.sleep(0.2)  # let them connect first
+        with anyio.fail_after(20):  # what "blocked" means here: no answer within 20 s
+            statuses = []
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as http:
+                while True:
+                    response = await http.post(
+                        url,
+                        json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                        headers={"Accept": "application/json, text/event-stream"},
+                    )
+                    statuses.append(response.status_code)
+                    if response.status_code != 503:
+                        break
+                    await anyio.sleep(0.2)
+            assert response.status_code < 500, statuses
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                assert "upload_file" in {t.name for t in (await client.list_tools()).tools}
+            while len(closed) < TRICKLERS:  # every trickler was cut off by the server
+                await anyio.sleep(0.1)
