@@ -500,7 +500,7 @@ class ProlificClient:
         if expect_import_id and not target.import_id:
             raise UnexpectedResponseError(
                 f"Prolific's upload URL answer for dataset {dataset_id} has no import_id, so the import could "
-                "not be followed: check with get_dataset that the dataset is V4 (it has a schema_version of 4)"
+                "not be followed: check that the dataset is V4 (it has a schema_version of 4)"
             )
         return target
 

@@ -96,21 +96,16 @@ class Resource:
             return f"{self.kind} {self.id}"
         return self.kind
 
-    def not_found_hint(self) -> str:
+    def not_found(self) -> str:
+        """What was not found, as a fact (the operations layer adds which tool helps)."""
         if self.kind == "dataset":
-            return f"the dataset {self.id} was not found: check the id or call list_datasets"
+            return f"the dataset {self.id} was not found"
         if self.kind == "import":
-            return (
-                f"the import {self.id} of dataset {self.dataset_id} was not found: check both ids "
-                "(get_dataset lists the dataset's imports)"
-            )
+            return f"the import {self.id} of dataset {self.dataset_id} was not found: check both ids"
         if self.kind == "migration":
-            return (
-                f"the schema migration {self.id} of dataset {self.dataset_id} was not found: check the "
-                "migration_job_id that set_schema returned"
-            )
+            return f"the schema migration {self.id} of dataset {self.dataset_id} was not found"
         if self.kind == "workspace":
-            return f"the workspace {self.id} was not found: call list_workspaces for the valid ids"
+            return f"the workspace {self.id} was not found"
         return f"Prolific has no {self.describe()} (HTTP 404): check PROLIFIC_URL (normally https://api.prolific.com)"
 
 
@@ -246,8 +241,7 @@ class AmbiguousCreateError(AmbiguousRequestError):
     def __init__(self, name: str, started_at: datetime, cause: str) -> None:
         when = started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
         super().__init__(
-            f"the dataset may have been created ({name!r}, {when}): {cause}. Check with get_dataset or "
-            "list_datasets before creating it again"
+            f"the dataset may have been created ({name!r}, {when}): {cause}. Check before creating it again"
         )
         self.name = name
         self.started_at = started_at
@@ -258,8 +252,8 @@ class AmbiguousSchemaUpdateError(AmbiguousRequestError):
 
     def __init__(self, dataset_id: str, cause: str) -> None:
         super().__init__(
-            f"the schema change to dataset {dataset_id} may have been applied: {cause}. Check with get_dataset "
-            "before sending it again"
+            f"the schema change to dataset {dataset_id} may have been applied: {cause}. Check the dataset's "
+            "schema before sending it again"
         )
         self.dataset_id = dataset_id
 
@@ -273,10 +267,7 @@ class AmbiguousUploadUrlError(AmbiguousRequestError):
 
     def __init__(self, dataset_id: str, filename: str, cause: str, orphan_import_ids: Sequence[str] | None) -> None:
         if orphan_import_ids is None:
-            found = (
-                "the dataset could not be checked; call get_dataset and look for 'uninitialised' imports, which "
-                "are harmless orphans"
-            )
+            found = "the dataset could not be checked for new 'uninitialised' imports, which would be harmless orphans"
         elif orphan_import_ids:
             found = (
                 f"it created the import(s) {', '.join(orphan_import_ids)}, which will stay 'uninitialised' "
@@ -286,7 +277,7 @@ class AmbiguousUploadUrlError(AmbiguousRequestError):
             found = "no new 'uninitialised' import was found on the dataset"
         super().__init__(
             f"requesting an upload URL for {filename!r} on dataset {dataset_id} may have failed after Prolific "
-            f"received it: {cause}; {found}. Request a new upload URL (call upload_file again)",
+            f"received it: {cause}; {found}. Request a new upload URL",
         )
         self.dataset_id = dataset_id
         self.filename = filename
@@ -322,7 +313,13 @@ class UploadRejectedError(UploadError):
 
 
 class UploadFailedError(UploadError):
-    """5xx or transport failures that outlasted the retries, or an upload whose outcome is unknown."""
+    """5xx or transport failures that outlasted the retries, or an upload whose outcome is unknown
+    (`outcome_unknown`: the file was sent but no answer came; `import_id` tells whether it arrived)."""
+
+    def __init__(self, message: str, *, status: int | None = None, import_id: str | None = None) -> None:
+        super().__init__(message, status=status)
+        self.import_id = import_id
+        self.outcome_unknown = import_id is not None
 
 
 class FileChangedError(UploadError):
@@ -383,7 +380,7 @@ def error_for_status(
             status=status,
         )
     if status == 404:
-        return NotFoundError(f"{resource.not_found_hint()}{said}", resource=resource)
+        return NotFoundError(f"{resource.not_found()}{said}", resource=resource)
     if status == 409:
         hint = conflict_hint or "wait for the running operation on it to finish, then try again"
         return ConflictError(f"Prolific refused the change to {what} (HTTP 409){said}: {hint}", status=status)

@@ -229,7 +229,7 @@ def upload_failure(
             Condition.HTTP_3XX,
             UploadRejectedError(
                 f"the upload URL answered with a redirect (HTTP {status}){where}, which is not followed: a "
-                f"presigned upload must not move; {nothing}. Request a new upload URL (upload_file again)",
+                f"presigned upload must not move; {nothing}. Request a new upload URL",
                 status=status,
             ),
         )
@@ -267,7 +267,7 @@ def upload_failure(
             condition,
             UploadFailedError(
                 f"the upload of {name} failed: the storage service answered {s3_said}; {nothing}. Try again "
-                "in a minute (upload_file again)",
+                "in a minute",
                 status=status,
             ),
             retry_after=parse_retry_after(headers.get("retry-after")),
@@ -299,15 +299,16 @@ def _transport_failure(exc: httpx2.HTTPError, target: UploadTarget) -> AttemptFa
     name = target.filename or "the file"
     if condition is None:
         return UploadFailedError(
-            f"the upload of {name} failed ({type(exc).__name__}); nothing was imported. Upload it again "
-            "(upload_file); if this repeats, please report it",
+            f"the upload of {name} failed ({type(exc).__name__}); nothing was imported. Upload it again; if "
+            "this repeats, please report it",
         )
     if condition is Condition.READ_TIMEOUT:
         return AttemptFailure(
             condition,
             UploadFailedError(
-                f"{name} was sent but the upload host did not answer in time: the outcome is unknown. Check "
-                f"get_import_status for import {target.import_id}: if it stays 'uninitialised', upload again",
+                f"{name} was sent but the upload host did not answer in time: the outcome is unknown. If import "
+                f"{target.import_id} stays 'uninitialised', upload again",
+                import_id=target.import_id or "",
             ),
         )
     return AttemptFailure(

@@ -10,9 +10,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 
+from prolific_mcp.api.errors import (
+    AmbiguousCreateError,
+    AmbiguousSchemaUpdateError,
+    AmbiguousUploadUrlError,
+    NotFoundError,
+    UnexpectedResponseError,
+    UploadFailedError,
+    UploadRejectedError,
+    UploadUrlExpiredError,
+)
 from prolific_mcp.api.models import ImportJob, MigrationJob
 from prolific_mcp.operations.results import DatasetResult, RejectionGroupInfo, WorkspaceInfo
 from prolific_mcp.records import missing_key_from_reason
@@ -305,10 +316,9 @@ def upload_ended(error: BaseException | None, filename: str, import_id: str | No
             "imported; call upload_file again to start over"
         )
     if put_failed and import_id:
-        return (
-            f"{error} (import {import_id} never received the whole file: it stays 'uninitialised', which is harmless)"
-        )
-    return str(error)
+        never = f"import {import_id} never received the whole file: it stays 'uninitialised', which is harmless"
+        return f"{error_text(error)} ({never})"
+    return error_text(error)
 
 
 def uploading_elsewhere(dataset_id: str, import_id: str | None) -> str:
@@ -317,6 +327,41 @@ def uploading_elsewhere(dataset_id: str, import_id: str | None) -> str:
         f'follow it with get_import_status(dataset_id="{dataset_id}", import_id="{import_id}") instead of '
         "uploading it twice"
     )
+
+
+# ----- errors ----------------------------------------------------------------------------------------------------
+
+
+def error_text(exc: BaseException) -> str:
+    """An error as an agent reads it: the fact it states, then which tool helps (the API layer names none)."""
+    return f"{exc}{_advice(exc)}"
+
+
+_NOT_FOUND_ADVICE: Final = {
+    "dataset": ": check the id or call list_datasets",
+    "import": " (get_dataset lists the dataset's imports)",
+    "migration": ": check the migration_job_id that set_schema returned",
+    "workspace": ": call list_workspaces for the valid ids",
+}
+
+
+def _advice(exc: BaseException) -> str:
+    if isinstance(exc, NotFoundError):
+        return _NOT_FOUND_ADVICE.get(exc.resource.kind, "")
+    if isinstance(exc, AmbiguousCreateError):
+        return " (get_dataset or list_datasets)"
+    if isinstance(exc, AmbiguousSchemaUpdateError):
+        return " (get_dataset shows it)"
+    if isinstance(exc, AmbiguousUploadUrlError):
+        seen = "; get_dataset lists the imports" if exc.orphan_import_ids is None else ""
+        return f" (call upload_file again){seen}"
+    if isinstance(exc, UploadFailedError) and exc.outcome_unknown:
+        return f' (get_import_status(import_id="{exc.import_id}") shows it)'
+    if isinstance(exc, UploadFailedError | UploadRejectedError | UploadUrlExpiredError):
+        return " (call upload_file again)"
+    if isinstance(exc, UnexpectedResponseError) and "schema_version" in str(exc):
+        return " (get_dataset shows it)"
+    return ""
 
 
 # ----- progress --------------------------------------------------------------------------------------------------

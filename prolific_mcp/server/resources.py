@@ -14,6 +14,7 @@ from mcp.types import Completion, CompletionArgument, CompletionContext, PromptR
 from prolific_mcp.api.errors import NotFoundError, ProlificError
 from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.operations import datasets as ops
+from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import structured
 from prolific_mcp.redaction import redact
@@ -34,9 +35,9 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
             value = await make(service)
             return value if isinstance(value, str) else _json(value)
         except NotFoundError as exc:
-            raise ResourceNotFoundError(f"{uri}: {redact(str(exc))}") from None
+            raise ResourceNotFoundError(f"{uri}: {redact(render.error_text(exc))}") from None
         except (OperationError, ProlificError, InvalidIdError) as exc:
-            raise ResourceError(f"{uri}: {redact(str(exc))}") from None
+            raise ResourceError(f"{uri}: {redact(render.error_text(exc))}") from None
 
     @mcp.resource(
         "prolific://workspaces",

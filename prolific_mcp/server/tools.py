@@ -17,7 +17,7 @@ from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.ids import InvalidIdError
-from prolific_mcp.operations import appends, checks, datasets, schemas, uploads
+from prolific_mcp.operations import appends, checks, datasets, render, schemas, uploads
 from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
@@ -123,7 +123,7 @@ async def run_tool(
         result = await call(service)
     except (OperationError, ProlificError, InvalidIdError) as exc:
         notice = holder.take_notices()
-        raise ToolError(prefix + (f"{notice} " if notice else "") + safe_text(str(exc))) from None
+        raise ToolError(prefix + (f"{notice} " if notice else "") + safe_text(render.error_text(exc))) from None
     if ctx is not None:
         for uri in changed_uris(result):
             await ctx.notify_resource_updated(uri)

@@ -98,10 +98,10 @@ def test_401_says_how_to_fix_the_token() -> None:
 @pytest.mark.parametrize(
     ("resource", "expected"),
     [
-        (Resource("dataset", "ds-1"), "the dataset ds-1 was not found: check the id or call list_datasets"),
+        (Resource("dataset", "ds-1"), "the dataset ds-1 was not found"),
         (Resource("import", "imp-1", "ds-1"), "the import imp-1 of dataset ds-1 was not found: check both ids"),
         (Resource("migration", "job-1", "ds-1"), "the schema migration job-1 of dataset ds-1 was not found"),
-        (Resource("workspace", "ws-1"), "the workspace ws-1 was not found: call list_workspaces"),
+        (Resource("workspace", "ws-1"), "the workspace ws-1 was not found"),
     ],
 )
 def test_404_is_resource_aware(resource: Resource, expected: str) -> None:
@@ -156,12 +156,12 @@ def test_ambiguous_messages_say_what_to_check() -> None:
     create = AmbiguousCreateError("reviews", datetime(2026, 9, 1, 12, 0, tzinfo=UTC), "Prolific did not answer in time")
     assert str(create) == (
         "the dataset may have been created ('reviews', 2026-09-01 12:00:00 UTC): Prolific did not answer in time. "
-        "Check with get_dataset or list_datasets before creating it again"
+        "Check before creating it again"
     )
     orphan = AmbiguousUploadUrlError("ds-1", "a.jsonl", "the connection was closed", ["imp-9"])
     assert "imp-9" in str(orphan) and orphan.orphan_import_ids == ("imp-9",)
     unknown = AmbiguousUploadUrlError("ds-1", "a.jsonl", "the connection was closed", None)
-    assert "call get_dataset" in str(unknown) and unknown.orphan_import_ids is None
+    assert "could not be checked" in str(unknown) and unknown.orphan_import_ids is None
 
 
 def test_file_changed_message() -> None:

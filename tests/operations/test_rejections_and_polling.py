@@ -110,3 +110,19 @@ async def test_poll_until_raises_what_is_not_transient_at_once() -> None:
             fetch, bool, deadline=clock.now + 60, planner=PollPlanner(), clock=clock.time, sleep=clock.sleep
         )
     assert clock.sleeps == []
+
+
+def test_the_advice_that_names_tools_is_added_to_the_api_facts() -> None:
+    from prolific_mcp.api.errors import AmbiguousUploadUrlError, UploadFailedError, error_for_status
+
+    missing = error_for_status(404, b"", resource=Resource("dataset", "ds-1"))
+    assert str(missing) == "the dataset ds-1 was not found"
+    assert render.error_text(missing) == "the dataset ds-1 was not found: check the id or call list_datasets"
+    unknown = AmbiguousUploadUrlError("ds-1", "a.jsonl", "reset", None)
+    assert render.error_text(unknown).endswith(
+        "Request a new upload URL (call upload_file again); get_dataset lists the imports"
+    )
+    sent = UploadFailedError("the outcome is unknown", import_id="imp-1")
+    assert render.error_text(sent) == 'the outcome is unknown (get_import_status(import_id="imp-1") shows it)'
+    for error in (missing, unknown, sent):
+        assert not any(tool in str(error) for tool in ("list_datasets", "get_dataset", "upload_file", "get_import"))
