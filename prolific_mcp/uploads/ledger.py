@@ -79,9 +79,22 @@ def _start_marker(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else None
 
 
-_START: Final = _start_marker(os.getpid())
-OWNER: Final = f"{socket.gethostname()}:{os.getpid()}" + (f"@{_START}" if _START else "")
-"""This process, as the ledger records who owns an upload: `host:pid@start` (`@start` where it can be told)."""
+_OWNERS: dict[int, tuple[str | None, str]] = {}
+
+
+def _me() -> tuple[str | None, str]:
+    """(start marker, owner string) of this process, worked out again after a fork."""
+    pid = os.getpid()
+    mine = _OWNERS.get(pid)
+    if mine is None:
+        start = _start_marker(pid)
+        mine = _OWNERS[pid] = (start, f"{socket.gethostname()}:{pid}" + (f"@{start}" if start else ""))
+    return mine
+
+
+def current_owner() -> str:
+    """This process, as the ledger records who owns an upload: `host:pid@start` (`@start` where it can be told)."""
+    return _me()[1]
 
 
 def owner_state(owner: str | None) -> OwnerState:
@@ -93,7 +106,7 @@ def owner_state(owner: str | None) -> OwnerState:
     if host != socket.gethostname() or not pid_text.isdigit():
         return "unknown"
     pid = int(pid_text)
-    if pid == os.getpid() and (not start or start == _START):
+    if pid == os.getpid() and (not start or start == _me()[0]):
         return "self"
     try:
         os.kill(pid, 0)
@@ -424,7 +437,7 @@ class Ledger:
                     local_path,
                     fmt,
                     record_count,
-                    OWNER,
+                    current_owner(),
                     now,
                     now,
                 ),
@@ -453,7 +466,7 @@ class Ledger:
             cur = db.execute(
                 "UPDATE uploads SET import_id=?, state='url_issued', updated_at=? "
                 "WHERE id=? AND owner=? AND state IN ('claimed', 'url_issued', 'uploading')",
-                (import_id, self._clock(), row_id, OWNER),
+                (import_id, self._clock(), row_id, current_owner()),
             )
             if cur.rowcount != 1:
                 raise ClaimLost(f"upload {row_id} was taken over by another server process: follow that upload instead")
@@ -463,7 +476,7 @@ class Ledger:
     def release(self, row_id: int) -> None:
         """Give up a claim that never asked for an upload URL (the row is removed; nothing was created)."""
         with self._transaction() as db:
-            db.execute("DELETE FROM uploads WHERE id=? AND owner=? AND state='claimed'", (row_id, OWNER))
+            db.execute("DELETE FROM uploads WHERE id=? AND owner=? AND state='claimed'", (row_id, current_owner()))
         self._drop(row_id)
 
     def upload_by_import(self, origin: str, dataset_id: str, import_id: str) -> UploadRow | None:
@@ -506,7 +519,7 @@ class Ledger:
                     record_count,
                     import_id,
                     "url_issued",
-                    OWNER,
+                    current_owner(),
                     now,
                     now,
                 ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -20,7 +21,17 @@ from pathlib import Path
 import pytest
 
 from prolific_mcp.settings import StateDirError
-from prolific_mcp.uploads.ledger import Claim, ClaimLost, Ledger, UploadKey, damage, health, moved_aside
+from prolific_mcp.uploads.ledger import (
+    Claim,
+    ClaimLost,
+    Ledger,
+    UploadKey,
+    current_owner,
+    damage,
+    health,
+    moved_aside,
+    owner_state,
+)
 
 ROOT = Path(__file__).parents[2]
 KEY = UploadKey("http://127.0.0.1:1", "user-1", "ds-1", "c" * 64, 4096)
@@ -318,3 +329,15 @@ def test_a_full_state_folder_names_the_cause_and_the_variable(tmp_path: Path) ->
     ).stdout
     assert out.startswith(StateDirError.__name__), out
     assert "free some space" in out and "PROLIFIC_MCP_STATE_DIR" in out
+
+
+def test_a_reused_pid_is_not_taken_for_the_owner() -> None:
+    host = socket.gethostname()
+    parent = os.getppid()
+    start = Path(f"/proc/{parent}/stat").read_bytes().rpartition(b")")[2].split()[19].decode()
+    assert owner_state(f"{host}:{parent}@{start}") == "alive"
+    assert owner_state(f"{host}:{parent}@{int(start) + 1}") == "dead", "same pid, another process"
+    assert owner_state(f"{host}:{os.getpid()}@0") == "dead", "an earlier process that had this pid"
+    assert owner_state(current_owner()) == "self"
+    assert owner_state(f"another-host:{parent}@{start}") == "unknown"
+    assert owner_state(None) == "unknown"
