@@ -1,7 +1,7 @@
 """The server as a process (matrix T6, issue item 2): nothing but JSON-RPC on stdout; a SIGKILL mid-wait loses
 and duplicates nothing; a sandbox child that dies is started again on the same state, and the agent is told.
 
-Linux only where /proc is read (finding a process's children): DESIGN §11 supports Linux and macOS, and CI is Linux.
+Linux only where /proc is read (finding a process's children): the project supports Linux and macOS, and CI is Linux.
 """
 
 from __future__ import annotations
