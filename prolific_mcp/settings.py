@@ -1,4 +1,4 @@
-"""Settings (DESIGN §1): environment variables and CLI flags, validated once at start-up.
+"""Settings (docs/architecture.md, Settings): environment variables and CLI flags, validated once at start-up.
 
 `load_settings()` is the only entry point. It never lets a pydantic error (which quotes input values) escape:
 every problem becomes a `ConfigurationError` that names the variable and says what to set.
@@ -169,7 +169,7 @@ def origin_slug(origin: str) -> str:
 
 
 class Settings(BaseSettings):
-    """Every setting of DESIGN §1. Build with `load_settings()`, not directly."""
+    """Every setting (docs/architecture.md, Settings). Build with `load_settings()`, not directly."""
 
     model_config = SettingsConfigDict(
         env_prefix="", case_sensitive=True, populate_by_name=True, extra="ignore", frozen=True

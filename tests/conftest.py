@@ -7,8 +7,8 @@ import os
 import pytest
 from hypothesis import settings
 
-# Property tests: a bounded, reproducible profile in CI (DESIGN §11); more examples locally. HYPOTHESIS_PROFILE
-# picks one explicitly (e.g. HYPOTHESIS_PROFILE=thorough for a long local run).
+# Property tests: a bounded, reproducible profile in CI (docs/architecture.md, Tests and support); more examples
+# locally. HYPOTHESIS_PROFILE picks one explicitly (e.g. HYPOTHESIS_PROFILE=thorough for a long local run).
 settings.register_profile("ci", max_examples=75, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("dev", max_examples=150, deadline=None)
 settings.register_profile("thorough", max_examples=5000, deadline=None)
@@ -22,7 +22,8 @@ def anyio_backend() -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """DESIGN §11: a test may skip only for a platform reason or a missing tool, and never in CI."""
+    """A test may skip only for a platform reason or a missing tool, and never in CI (docs/architecture.md,
+    Tests and support)."""
     if not _IN_CI:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

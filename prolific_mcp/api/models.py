@@ -1,4 +1,4 @@
-"""Pydantic models of the requests and responses of the Prolific datasets API (API.md §2–§4).
+"""Pydantic models of the requests and responses of the Prolific datasets API (docs/prolific-api.md, Models).
 
 Responses are parsed tolerantly: unknown fields are kept (`extra="allow"`), optional fields may be missing,
 enums that may grow (field types, statuses) are plain strings, and `schema_version` may be `4` or `"4"`.
@@ -42,11 +42,11 @@ __all__ = [
 ]
 
 IMPORT_TERMINAL_STATUSES: Final = frozenset({"complete", "partial", "failed", "pending_schema"})
-"""Import statuses that end polling (API.md §2.4); any other, including an unknown one, is non-terminal."""
+"""Import statuses that end polling (docs/prolific-api.md, Statuses); any other, even an unknown one, does not."""
 MIGRATION_TERMINAL_STATUSES: Final = frozenset({"complete", "partial", "failed"})
-"""Schema-migration statuses that end polling (API.md §3.3)."""
+"""Schema-migration statuses that end polling (docs/prolific-api.md, Statuses)."""
 V3_TERMINAL_STATUSES: Final = frozenset({"READY", "ERROR"})
-"""V3 dataset statuses that end polling (API.md §2.2)."""
+"""V3 dataset statuses that end polling (docs/prolific-api.md, Statuses)."""
 
 _DATETIME: Final = TypeAdapter(datetime)
 
@@ -113,7 +113,7 @@ class DatasetSchema(ApiModel):
 
     @property
     def is_empty(self) -> bool:
-        """A schema with no fields counts as no schema (API.md §12.1)."""
+        """A schema with no fields counts as no schema (docs/prolific-api.md, Where the docs are silent: 2)."""
         return not self.fields
 
     def to_api(self) -> dict[str, Any]:
@@ -187,7 +187,7 @@ class ImportJobError(ApiModel):
 
 
 class ImportJob(ApiModel):
-    """`DatasetImportJob` (API.md §2.4), including the optional live counters Prolific's CLI reads."""
+    """`DatasetImportJob` (docs/prolific-api.md, Models), with the optional live counters Prolific's CLI reads."""
 
     import_id: str
     status: str
@@ -235,7 +235,7 @@ def _migration_errors(value: object) -> object:
 
 
 class MigrationJob(ApiModel):
-    """A schema migration (API.md §3.3): `processing`, then complete / partial / failed."""
+    """A schema migration (docs/prolific-api.md, Statuses): `processing`, then complete / partial / failed."""
 
     job_id: str
     status: str
@@ -256,8 +256,8 @@ class MigrationJob(ApiModel):
 
 
 class Dataset(ApiModel):
-    """`AITaskBuilderDataset` (API.md §2.2): the V3 fields (`status`, `filename`, grouping) and the V4 ones
-    (`schema` as `dataset_schema`, `imports`, most recent first)."""
+    """`AITaskBuilderDataset` (docs/prolific-api.md, Models): the V3 fields (`status`, `filename`, grouping) and the
+    V4 ones (`schema` as `dataset_schema`, `imports`, most recent first)."""
 
     id: str
     name: str | None = None
@@ -301,7 +301,8 @@ class SchemaUpdate(ApiModel):
 
 
 def content_type_for(filename: str) -> str | None:
-    """The content type for an upload by extension (API.md §12.3): jsonl/ndjson, csv, zip; None otherwise."""
+    """The content type for an upload by extension: jsonl/ndjson, csv, zip; None otherwise (docs/prolific-api.md,
+    Where the docs are silent: 4)."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     return CONTENT_TYPES.get("jsonl" if ext == "ndjson" else ext)
 
@@ -360,7 +361,8 @@ class PutResult(ApiModel):
 
 
 class AppendResult(ApiModel):
-    """The answer to POST datapoints (API.md §12.11), plus how many attempts it took."""
+    """The answer to POST datapoints, plus how many attempts it took (docs/prolific-api.md, Where the docs are
+    silent: 12)."""
 
     accepted_count: LenientInt = None
     rejected_count: LenientInt = None

@@ -1,5 +1,5 @@
-"""What each kind of call retries on: the one retry table (DESIGN §6, kept equal to docs/retries.md), backoff,
-`Retry-After`, and the loop that applies them.
+"""What each kind of call retries on: the one retry table (docs/architecture.md, Retries; kept equal to
+docs/retries.md), backoff, `Retry-After`, and the loop that applies them.
 
 Each failure is classified as one `Condition`. For a given `CallKind`, every condition is in exactly one of three
 sets: retried (with full-jitter backoff), never retried (the error is final), or ambiguous (the request may

@@ -25,7 +25,7 @@ CONTENT_TYPES: Final[dict[str, str]] = {
     "csv": "text/csv",
     "zip": "application/zip",
 }
-"""Content types by upload extension (API.md §12.3)."""
+"""Content types by upload extension (docs/prolific-api.md, Where the docs are silent: 4)."""
 
 HEAD_BYTES: Final = 64 * 1024
 UTF8_BOM: Final = b"\xef\xbb\xbf"

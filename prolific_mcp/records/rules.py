@@ -1,4 +1,5 @@
-"""Per-record validation rules (API.md §12.4–5), shared by the sandbox's import and the client's pre-flight.
+"""Per-record validation rules (docs/prolific-api.md, Where the docs are silent: 5), shared by the sandbox's
+import and the client's pre-flight.
 
 One error per rejected record: the first problem found, in schema field order. A missing required field gives
 `field=None` and a reason naming the key, as in Prolific's documented example; every other problem names the
@@ -31,7 +32,8 @@ IMAGE_EXTENSIONS: Final = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".s
 
 @dataclass(frozen=True, slots=True)
 class RecordRules:
-    """The limits we apply where Prolific's docs are silent (API.md §12.4); exact in the sandbox."""
+    """The limits we apply where Prolific's docs are silent (docs/prolific-api.md, Where the docs are silent: 5);
+    exact in the sandbox."""
 
     max_text_length: int = 10_000
     audio_extensions: tuple[str, ...] = AUDIO_EXTENSIONS

@@ -1,4 +1,5 @@
-"""Dataset schema rules (API.md §2.3, §8): one place for the limits both the sandbox and the client enforce."""
+"""Dataset schema rules (docs/prolific-api.md, Models, and Schemas and migrations): one place for the limits both
+the sandbox and the client enforce."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def schema_problems(obj: object) -> list[SchemaProblem]:
 
 @dataclass(frozen=True, slots=True)
 class Schema:
-    """A validated DatasetSchema. A schema with no fields counts as no schema (API.md §12.1)."""
+    """A validated DatasetSchema. A schema with no fields counts as no schema (docs/prolific-api.md, Where the docs
+    are silent: 2)."""
 
     strict: bool
     fields: tuple[FieldSpec, ...]

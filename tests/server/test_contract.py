@@ -1,4 +1,4 @@
-"""tools/list as clients see it: the DESIGN §10 table, portable schemas, bounded texts, a snapshot."""
+"""tools/list as clients see it: the table of docs/architecture.md (Tools), portable schemas, bounded texts."""
 
 from __future__ import annotations
 
