@@ -9,13 +9,13 @@ from prolific_mcp.api.models import AppendResult
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import (
     MAX_APPEND_BYTES,
-    MAX_APPEND_RECORDS,
     Deps,
     OperationError,
     Progress,
     checked_id,
 )
 from prolific_mcp.operations.results import AppendRecordsResult
+from prolific_mcp.records import MAX_APPEND_RECORDS
 from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.rejections import error_items, group_errors
 

@@ -29,10 +29,8 @@ T = TypeVar("T")
 Progress = Callable[[float, str], Awaitable[None]]
 """Reports (value 0–100, a message a person can read) to the caller."""
 
-MAX_APPEND_RECORDS: Final = 1000
-"""The most records one append takes (Prolific's limit)."""
 MAX_APPEND_BYTES: Final = 1024 * 1024
-"""The most bytes of JSONL one append sends; more belongs in upload_file."""
+"""The most bytes of JSONL one append_records call sends (our limit, below Prolific's): more belongs in a file."""
 
 
 class OperationError(Exception):

@@ -21,6 +21,7 @@ from prolific_mcp.records.rules import (
 from prolific_mcp.records.schema import (
     DISPLAYABLE_TYPES,
     FIELD_TYPES,
+    MAX_APPEND_RECORDS,
     MAX_FIELDS,
     MAX_KEY_LENGTH,
     MAX_LABEL_LENGTH,
@@ -34,6 +35,7 @@ __all__ = [
     "CONTENT_TYPES",
     "DISPLAYABLE_TYPES",
     "FIELD_TYPES",
+    "MAX_APPEND_RECORDS",
     "MAX_FIELDS",
     "MAX_KEY_LENGTH",
     "MAX_LABEL_LENGTH",

@@ -16,6 +16,8 @@ DISPLAYABLE_TYPES: Final = frozenset({"text", "image_url", "audio_url", "video_u
 MAX_FIELDS: Final = 200
 MAX_KEY_LENGTH: Final = 128
 MAX_LABEL_LENGTH: Final = 255
+MAX_APPEND_RECORDS: Final = 1000
+"""The most records one append takes (Prolific's limit: docs/prolific-api.md, Appending records)."""
 
 
 @dataclass(frozen=True, slots=True)
