@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -95,12 +96,23 @@ def open_lock(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
+def lock_within(fd: int, seconds: float) -> bool:
+    """An exclusive `flock` on `fd`, tried for up to `seconds` (0: once); False if it stayed taken."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
 def try_lock(path: Path) -> int | None:
     """An exclusive lock on `path` if it can be had at once (its descriptor; closing it releases), else None."""
     fd = open_lock(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    if lock_within(fd, 0):
+        return fd
+    os.close(fd)
+    return None

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import socket
 import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
@@ -28,6 +28,7 @@ from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.config import SandboxConfig
 from prolific_mcp.sandbox.faults import FaultPlan, FaultPlanError, RequestLog, parse_plan
 from prolific_mcp.sandbox.gateway import Connections, Gateway, protocol_class
+from prolific_mcp.sandbox.handshake import lock_within
 from prolific_mcp.sandbox.jobs import Scheduler
 from prolific_mcp.sandbox.rows import StoredUpload
 from prolific_mcp.sandbox.s3 import S3App, Signer
@@ -84,12 +85,7 @@ def _exclusive(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
     except OSError as exc:
         raise SandboxStartError(f"cannot use the state folder {state_dir}: {exc.strerror or exc}") from None
     with handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; best effort
-            yield
-            return
-        if not _flock_within(handle.fileno(), wait):
+        if not lock_within(handle.fileno(), wait):
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             raise SandboxStartError(
@@ -106,21 +102,6 @@ def _exclusive(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _flock_within(fd: int, wait: float) -> bool:
-    """Take an exclusive flock on `fd`, trying for up to `wait` seconds; False if it stayed taken."""
-    import fcntl
-
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 def _bind(port: int, what: str) -> socket.socket:

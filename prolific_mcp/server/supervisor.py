@@ -20,7 +20,6 @@ import fcntl
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -32,6 +31,7 @@ from prolific_mcp.sandbox.handshake import (
     START_LOCK,
     USERS_LOCK,
     SandboxAddress,
+    lock_within,
     open_lock,
     read_address,
     shared_token,
@@ -187,7 +187,10 @@ class SandboxSupervisor:
             return found, None
         fd = open_lock(self.folder / START_LOCK)
         try:
-            _lock_within(fd, START_LOCK_WAIT)
+            if not lock_within(fd, START_LOCK_WAIT):
+                raise SandboxProcessError(
+                    f"another server has been starting the sandbox for over {START_LOCK_WAIT:g} s; see its log"
+                )
             found = read_address(self.folder)  # another server may have started it while we waited
             if found is not None and _answers(found, self.folder):
                 return found, None
@@ -239,20 +242,6 @@ def _answers(address: SandboxAddress, folder: Path) -> bool:
         return response.status_code == 200 and Path(response.json().get("state_dir", "")) == folder.resolve()
     except (httpx2.HTTPError, ValueError, AttributeError):
         return False
-
-
-def _lock_within(fd: int, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError:
-            if time.monotonic() >= deadline:
-                raise SandboxProcessError(
-                    f"another server has been starting the sandbox for over {seconds:g} s; see its log"
-                ) from None
-            time.sleep(0.05)
 
 
 def _end_hung(pid: int) -> None:
