@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
+from prolific_mcp.sandbox import Sandbox
 from tests.reliability.conftest import stdio_params
 from tests.reliability.test_processes import _cmdline, children, gone, wait_for
 from tests.server.conftest import SCHEMA_FIELDS, records, text_of, write_jsonl
@@ -178,3 +179,28 @@ async def test_three_servers_share_one_sandbox_and_outlive_a_killed_one(tmp_path
         await wait_for(lambda: not sandboxes(folder), "the sandbox to exit once no server uses it")
     made = len(calls.made)
     assert made >= 2 * (2 * ROUNDS * 4 + 1 + 1 + 4), f"every round was made ({made} calls)"
+
+
+async def test_three_servers_in_prolific_mode_share_one_state_directory(tmp_path: Path, data_dir: Path) -> None:
+    """Prolific mode (a sandbox given by URL stands in for Prolific): three servers on one state directory, all
+    calling at once, every call succeeds and each sees the datasets the others created (through the shared ledger)."""
+    write_jsonl(data_dir / "small.jsonl", records(6, bad={2: {"photo": "nope"}}))
+    calls = Calls()
+    with Sandbox.start(state_dir=tmp_path / "prolific", pace="fast", token="tok-shared") as sbx:
+        params = stdio_params(
+            tmp_path, data_dir, PROLIFIC_MODE="prolific", PROLIFIC_TOKEN="tok-shared", PROLIFIC_URL=sbx.url
+        )
+        with anyio.fail_after(180):
+            async with AsyncExitStack() as stack:
+                clients: dict[str, Client] = {}
+                for name in ("one", "two", "three"):
+                    errlog = stack.enter_context((tmp_path / f"stderr-{name}.txt").open("w"))
+                    clients[name] = await stack.enter_async_context(Client(stdio_client(params, errlog=errlog)))
+                async with anyio.create_task_group() as tg:
+                    for name, client in clients.items():
+                        tg.start_soon(rounds, calls, name, client, ROUNDS)
+                listed = await calls("one", clients["one"], "list_datasets", {})
+    assert calls.failures() == []
+    assert len(calls.made) == 3 * ROUNDS * 4 + 1
+    names = {d["name"] for d in (listed.structured_content or {})["datasets"]}
+    assert {f"{who} {n}" for who in ("one", "two", "three") for n in range(ROUNDS)} <= names
