@@ -325,6 +325,11 @@ class ProlificClient:
                 "is not JSON: try again; if it persists, check PROLIFIC_URL (normally https://api.prolific.com)"
             ) from None
 
+    async def _read(self, model: type[M], path: str, resource: Resource, deadline: float | None) -> M:
+        """GET `path`, retried as a read, and parse the answer as `model`."""
+        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
+        return self._parse(model, data, resource)
+
     @staticmethod
     def _parse(model: type[M], data: Any, resource: Resource) -> M:
         try:
@@ -444,24 +449,14 @@ class ProlificClient:
     async def get_dataset(self, dataset_id: str, *, deadline: float | None = None) -> Dataset:
         """GET a dataset; for V4 it lists the imports, most recent first."""
         check_id(dataset_id, "dataset_id")
-        resource = Resource("dataset", dataset_id)
-        data, _ = await self._call(
-            CallKind.READ, "GET", f"{DATASETS}/{path_segment(dataset_id)}", resource=resource, deadline=deadline
-        )
-        return self._parse(Dataset, data, resource)
+        path = f"{DATASETS}/{path_segment(dataset_id)}"
+        return await self._read(Dataset, path, Resource("dataset", dataset_id), deadline)
 
     async def get_dataset_status(self, dataset_id: str, *, deadline: float | None = None) -> DatasetStatus:
         """GET a V3 dataset's status."""
         check_id(dataset_id, "dataset_id")
-        resource = Resource("dataset", dataset_id)
-        data, _ = await self._call(
-            CallKind.READ,
-            "GET",
-            f"{DATASETS}/{path_segment(dataset_id)}/status",
-            resource=resource,
-            deadline=deadline,
-        )
-        return self._parse(DatasetStatus, data, resource)
+        path = f"{DATASETS}/{path_segment(dataset_id)}/status"
+        return await self._read(DatasetStatus, path, Resource("dataset", dataset_id), deadline)
 
     async def get_upload_url(
         self, dataset_id: str, filename: str, *, expect_import_id: bool = True, deadline: float | None = None
@@ -524,19 +519,15 @@ class ProlificClient:
         """GET one import job."""
         check_id(dataset_id, "dataset_id")
         check_id(import_id, "import_id")
-        resource = Resource("import", import_id, dataset_id)
         path = f"{DATASETS}/{path_segment(dataset_id)}/imports/{path_segment(import_id)}"
-        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
-        return self._parse(ImportJob, data, resource)
+        return await self._read(ImportJob, path, Resource("import", import_id, dataset_id), deadline)
 
     async def get_migration(self, dataset_id: str, job_id: str, *, deadline: float | None = None) -> MigrationJob:
         """GET one schema migration job."""
         check_id(dataset_id, "dataset_id")
         check_id(job_id, "migration_job_id")
-        resource = Resource("migration", job_id, dataset_id)
         path = f"{DATASETS}/{path_segment(dataset_id)}/schema-migrations/{path_segment(job_id)}"
-        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
-        return self._parse(MigrationJob, data, resource)
+        return await self._read(MigrationJob, path, Resource("migration", job_id, dataset_id), deadline)
 
     async def append_datapoints(self, dataset_id: str, body: bytes, *, deadline: float | None = None) -> AppendResult:
         """POST records already written as JSONL (the caller checks the limits). Retried like a read (appends are

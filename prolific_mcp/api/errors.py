@@ -84,28 +84,19 @@ class Resource:
     dataset_id: str | None = None
 
     def describe(self) -> str:
-        if self.kind == "dataset":
-            return f"dataset {self.id}"
-        if self.kind == "import":
-            return f"import {self.id} of dataset {self.dataset_id}"
-        if self.kind == "migration":
-            return f"schema migration {self.id} of dataset {self.dataset_id}"
-        if self.kind == "workspace":
-            return f"workspace {self.id}"
-        if self.id:
-            return f"{self.kind} {self.id}"
-        return self.kind
+        of = f" of dataset {self.dataset_id}"
+        named = {
+            "dataset": f"dataset {self.id}",
+            "import": f"import {self.id}{of}",
+            "migration": f"schema migration {self.id}{of}",
+            "workspace": f"workspace {self.id}",
+        }
+        return named.get(self.kind) or (f"{self.kind} {self.id}" if self.id else self.kind)
 
     def not_found(self) -> str:
         """What was not found, as a fact (the operations layer adds which tool helps)."""
-        if self.kind == "dataset":
-            return f"the dataset {self.id} was not found"
-        if self.kind == "import":
-            return f"the import {self.id} of dataset {self.dataset_id} was not found: check both ids"
-        if self.kind == "migration":
-            return f"the schema migration {self.id} of dataset {self.dataset_id} was not found"
-        if self.kind == "workspace":
-            return f"the workspace {self.id} was not found"
+        if self.kind in ("dataset", "import", "migration", "workspace"):
+            return f"the {self.describe()} was not found" + (": check both ids" if self.kind == "import" else "")
         return f"Prolific has no {self.describe()} (HTTP 404): check PROLIFIC_URL (normally https://api.prolific.com)"
 
 

@@ -15,7 +15,7 @@ from typing import Final, Literal, TypeVar
 import anyio
 
 from prolific_mcp.api.client import ProlificClient
-from prolific_mcp.api.models import Dataset, DatasetSchema
+from prolific_mcp.api.models import Dataset, DatasetSchema, ImportJob, MigrationJob
 from prolific_mcp.ids import InvalidIdError, check_id
 from prolific_mcp.operations.results import Mode
 from prolific_mcp.records import FileFormat, Schema, format_from_filename, schema_problems
@@ -103,11 +103,26 @@ class Deps:
         wait: float,
         planner: PollPlanner,
         on_each: Callable[[T], Awaitable[None]],
+        observe: Callable[[T], tuple[str, int | None]] | None = None,
     ) -> T:
-        """`poll_until` on this server's clock for at most `wait` seconds: the last value fetched."""
+        """`poll_until` on this server's clock for at most `wait` seconds: the last value fetched. `observe` gives
+        the planner each value's (status, processed count), so the schedule follows the job's pace."""
+
+        async def fetch_observed() -> T:
+            value = await fetch()
+            if observe is not None:
+                planner.observe(self.clock(), *observe(value))
+            return value
+
         deadline = self.clock() + wait
         return await poll_until(
-            fetch, done, deadline=deadline, planner=planner, on_each=on_each, clock=self.clock, sleep=self.sleep
+            fetch_observed,
+            done,
+            deadline=deadline,
+            planner=planner,
+            on_each=on_each,
+            clock=self.clock,
+            sleep=self.sleep,
         )
 
     def resolve(self, path: str) -> Path:
@@ -124,6 +139,11 @@ class Deps:
             return open_regular_file(resolved)
         except FileAccessError as exc:
             raise OperationError(str(exc)) from None
+
+
+def ended(job: ImportJob | MigrationJob) -> bool:
+    """Whether an import or a migration has reached a terminal status (a wait on it is over)."""
+    return job.is_terminal
 
 
 def checked_id(value: object, kind: str) -> str:

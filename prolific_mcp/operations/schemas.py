@@ -3,6 +3,7 @@ imports parked in pending_schema (docs/prolific-api.md, Where the docs are silen
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 from prolific_mcp.api.errors import ProlificError
@@ -14,6 +15,7 @@ from prolific_mcp.operations.deps import (
     Progress,
     api_schema,
     checked_id,
+    ended,
     local_schema,
     parse_fields,
 )
@@ -128,18 +130,15 @@ async def wait_migration(
     planner = PollPlanner()
     value = 0.0
 
-    async def fetch() -> MigrationJob:
-        migration = await deps.client.get_migration(dataset_id, job_id)
-        planner.observe(deps.clock(), migration.status, migration.reprocessed_count)
-        return migration
-
     async def report(migration: MigrationJob) -> None:
         nonlocal value
         if progress is not None:
             value = 100.0 if migration.is_terminal else min(99.0, value + 1.0)
             await progress(value, render.migration_progress(migration))
 
-    return await deps.poll(fetch, lambda m: m.is_terminal, wait=wait, planner=planner, on_each=report)
+    fetch = partial(deps.client.get_migration, dataset_id, job_id)
+    pace = lambda m: (m.status, m.reprocessed_count)  # noqa: E731
+    return await deps.poll(fetch, ended, wait=wait, planner=planner, on_each=report, observe=pace)
 
 
 async def recheck_parked(deps: Deps, dataset_id: str, parked: list[str]) -> tuple[list[str], list[str]]:

@@ -17,7 +17,7 @@ import anyio
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.api.models import Dataset, ImportJob
 from prolific_mcp.operations import render
-from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, file_format, local_schema
+from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, ended, file_format, local_schema
 from prolific_mcp.operations.results import ImportResult, PreflightInfo
 from prolific_mcp.records import FileFormat, RecordRules
 from prolific_mcp.text import one_line
@@ -379,11 +379,6 @@ async def _watch_import(
     planner = PollPlanner(total_records=record_count, started_at=deps.clock())
     last = -1.0
 
-    async def fetch() -> ImportJob:
-        latest = await deps.client.get_import(dataset_id, import_id)
-        planner.observe(deps.clock(), latest.status, latest.processed_offset)
-        return latest
-
     async def report(latest: ImportJob) -> None:
         nonlocal last
         value, message = render.import_progress(name, record_count, latest)
@@ -391,7 +386,9 @@ async def _watch_import(
             await progress(value, message)
             last = value
 
-    return await deps.poll(fetch, lambda j: j.is_terminal, wait=wait, planner=planner, on_each=report)
+    fetch = partial(deps.client.get_import, dataset_id, import_id)
+    pace = lambda j: (j.status, j.processed_offset)  # noqa: E731
+    return await deps.poll(fetch, ended, wait=wait, planner=planner, on_each=report, observe=pace)
 
 
 def _reopen_for_excerpts(deps: Deps, row: UploadRow | None) -> OpenedFile | None:

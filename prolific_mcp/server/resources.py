@@ -16,13 +16,17 @@ from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.operations import datasets as ops
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError
-from prolific_mcp.operations.results import structured
+from prolific_mcp.operations.results import Result, structured
 from prolific_mcp.redaction import redact
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+async def _structured(result: Awaitable[Result]) -> object:
+    return structured(await result)
 
 
 def register_resources(mcp: MCPServer, holder: AppState) -> None:
@@ -47,10 +51,7 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def workspaces() -> str:
-        async def make(service: Deps) -> object:
-            return structured(await ops.list_workspaces(service))
-
-        return await guarded("prolific://workspaces", make)
+        return await guarded("prolific://workspaces", lambda d: _structured(ops.list_workspaces(d)))
 
     @mcp.resource(
         "prolific://datasets",
@@ -60,10 +61,7 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         mime_type="application/json",
     )
     async def datasets() -> str:
-        async def make(service: Deps) -> object:
-            return structured(await ops.list_datasets(service))
-
-        return await guarded("prolific://datasets", make)
+        return await guarded("prolific://datasets", lambda d: _structured(ops.list_datasets(d)))
 
     @mcp.resource(
         "prolific://datasets/{dataset_id}",
