@@ -20,8 +20,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.models import DatasetSchema, UploadTarget
-from prolific_mcp.operations.deps import ServiceOptions
-from prolific_mcp.operations.facade import Operations
+from prolific_mcp.operations import uploads as operations
+from prolific_mcp.operations.deps import Deps, ServiceOptions
 from prolific_mcp.sandbox import Pace, Sandbox
 from prolific_mcp.server import lifespan as state_module
 from prolific_mcp.server.app import build_server
@@ -265,13 +265,13 @@ async def test_uploads_share_one_connection_without_mixing_up(tmp_path: Path) ->
                     options = ServiceOptions(
                         mode="sandbox", origin="sandbox", allowed_dirs=[folder], state_dir=tmp_path
                     )
-                    service = Operations(client, ledger, manager, options)
+                    deps = Deps(client, ledger, manager, options)
                     schema = DatasetSchema.model_validate({"strict": False, "fields": SCHEMA_FIELDS})
                     dataset = await client.create_dataset("Pool", sbx.workspace_id, schema)
                     results: dict[str, Any] = {}
 
                     async def upload(path: Path) -> None:
-                        results[path.name] = await service.upload_file(dataset.id, str(path), wait_seconds=30)
+                        results[path.name] = await operations.upload_file(deps, dataset.id, str(path), wait_seconds=30)
 
                     async with anyio.create_task_group() as tg:
                         for path in paths:
