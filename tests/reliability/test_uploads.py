@@ -226,8 +226,8 @@ async def test_an_import_that_never_finishes_is_handed_off_and_not_watched_forev
                 data = first.structured_content or {}
                 import_id = data["import_id"]
                 assert data["finished"] is False and import_id
-                assert data["next_call"] == (
-                    f'get_import_status(dataset_id="{dataset_id}", import_id="{import_id}", wait_seconds=50)'
+                assert data["next_call"] == (  # the configured wait (PROLIFIC_MCP_WAIT_SECONDS)
+                    f'get_import_status(dataset_id="{dataset_id}", import_id="{import_id}", wait_seconds=1)'
                 )
                 assert import_id in text_of(first) and "continues in the background" in text_of(first)
                 (manager,) = managers
