@@ -269,9 +269,16 @@ def test_http_command(tmp_path: Path) -> None:
     )
     try:
         assert proc.stderr is not None
-        first = proc.stderr.readline()
-        match = re.search(rf"serving MCP on http://127\.0\.0\.1:{port}/mcp; send 'Authorization: Bearer (\S+)'", first)
-        assert match, first
+        # The start-up lines (version, mode, directories) come first; the token is on the "serving" line.
+        serving = re.compile(rf"serving MCP on http://127\.0\.0\.1:{port}/mcp; send 'Authorization: Bearer (\S+)'")
+        seen: list[str] = []
+        match = None
+        while match is None and len(seen) < 20:
+            seen.append(proc.stderr.readline())
+            match = serving.search(seen[-1])
+            if not seen[-1]:
+                break
+        assert match, "".join(seen)
         url, token = f"http://127.0.0.1:{port}/mcp", match.group(1)
         ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         headers = {"Accept": "application/json, text/event-stream"}
