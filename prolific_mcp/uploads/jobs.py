@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -168,32 +168,24 @@ async def follow(job: UploadJob, seconds: float, report: ProgressCallback | None
         raise
 
 
+@dataclass(eq=False)
 class UploadManager:
     """Runs upload jobs in its own task group with at most `max_uploads` PUTs at once (FIFO for the rest)."""
 
-    def __init__(
-        self,
-        client: ProlificClient,
-        ledger: Ledger,
-        *,
-        max_uploads: int = 4,
-        queue_limit: int = QUEUE_LIMIT,
-        watch_seconds: float = 900.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    ) -> None:
-        self.client = client
-        self.ledger = ledger
-        self.max_uploads = max_uploads
-        self.queue_limit = queue_limit
-        self.watch_seconds = watch_seconds
-        self._clock = clock
-        self._sleep = sleep
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._active = 0
-        self._waiting: deque[tuple[UploadJob, anyio.Event]] = deque()
-        self._jobs: dict[tuple[str, str], UploadJob] = {}
-        self._by_key: dict[UploadKey, UploadJob] = {}
+    client: ProlificClient
+    ledger: Ledger
+    _: KW_ONLY
+    max_uploads: int = 4
+    queue_limit: int = QUEUE_LIMIT
+    watch_seconds: float = 900.0
+    """How long the background watch follows an import before it hands off for good."""
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    _tg: anyio.abc.TaskGroup | None = field(default=None, init=False)
+    _active: int = field(default=0, init=False)
+    _waiting: deque[tuple[UploadJob, anyio.Event]] = field(default_factory=deque, init=False)
+    _jobs: dict[tuple[str, str], UploadJob] = field(default_factory=dict, init=False)
+    _by_key: dict[UploadKey, UploadJob] = field(default_factory=dict, init=False)
 
     async def __aenter__(self) -> UploadManager:
         self._tg = anyio.create_task_group()
@@ -405,25 +397,25 @@ class UploadManager:
     async def _watch(self, job: UploadJob) -> None:
         """Poll the import (or the V3 dataset status) on the polling schedule until a terminal status."""
         plan = job.plan
-        planner = PollPlanner(total_records=plan.record_count, started_at=self._clock())
+        planner = PollPlanner(total_records=plan.record_count, started_at=self.clock())
 
         async def fetch() -> bool:
             if plan.v3:
                 status = await self.client.get_dataset_status(plan.dataset_id)
                 job.v3_status = status.status
-                planner.observe(self._clock(), (status.status or "").lower(), None)
+                planner.observe(self.clock(), (status.status or "").lower(), None)
                 return status.is_terminal
             assert job.import_id is not None
             job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
-            planner.observe(self._clock(), job.latest.status, job.latest.processed_offset)
+            planner.observe(self.clock(), job.latest.status, job.latest.processed_offset)
             return job.latest.is_terminal
 
         async def touch(_: bool) -> None:
             job._touch()
 
-        deadline = self._clock() + self.watch_seconds
+        deadline = self.clock() + self.watch_seconds
         finished = await poll_until(
-            fetch, bool, deadline=deadline, planner=planner, on_each=touch, clock=self._clock, sleep=self._sleep
+            fetch, bool, deadline=deadline, planner=planner, on_each=touch, clock=self.clock, sleep=self.sleep
         )
         if finished:
             await self._record_outcome(job)
