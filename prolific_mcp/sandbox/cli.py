@@ -188,13 +188,19 @@ async def _run_cli(server: SandboxServer, on_ready: Callable[[SandboxServer], No
             signal.signal(sig, lambda *_: server.request_stop())
     if args.exit_on_stdin_eof:
         threading.Thread(target=_watch_stdin, args=(server,), name="stdin-watch", daemon=True).start()
+    failed: list[SandboxStartError] = []
     async with anyio.create_task_group() as tg:
         if args.parent_pid is not None:
             tg.start_soon(_watch_parent, server, args.parent_pid)
         if args.shared:
             tg.start_soon(_watch_users, server, server.config.state_dir)
-        await server.serve(on_ready)
+        try:
+            await server.serve(on_ready)
+        except SandboxStartError as exc:  # raised below as it is, not inside the task group's ExceptionGroup
+            failed.append(exc)
         tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
 
 
 def _watch_stdin(server: SandboxServer) -> None:

@@ -115,8 +115,7 @@ async def _start(state: AppState, stack: AsyncExitStack) -> None:
         else:
             supervisor = SandboxSupervisor(folder / "server")
             stack.push_async_callback(supervisor.stop)
-            address = await supervisor.start()
-            api_url, token = address.url, address.token
+            api_url, token = await supervisor.start()
             state.supervisor = supervisor
         origin = SANDBOX_ORIGIN
         ledger_dir = folder

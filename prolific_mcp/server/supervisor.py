@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
+import json
 import logging
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import anyio
-import httpx2
 
+from prolific_mcp.net import is_loopback_host
 from prolific_mcp.sandbox.handshake import (
     START_LOCK,
     USERS_LOCK,
@@ -43,11 +46,14 @@ log = logging.getLogger("prolific_mcp.server")
 WATCHDOG_SECONDS: Final = 0.5
 """How often the sandbox's process is checked (each tool call also checks it first)."""
 PING_EVERY: Final = 4
-"""The watchdog asks the sandbox for its info every this many checks (2 s)."""
-PING_TIMEOUT: Final = 3.0
+"""The watchdog asks the sandbox for its info every this many checks (2 s); a busy sandbox still answers that at once
+(no database work), so three missed pings (some 20 s without an answer) mean it is stuck."""
+PING_TIMEOUT: Final = 5.0
 MISSED_PINGS: Final = 3
 """A sandbox whose process lives but which missed this many pings in a row has stopped answering."""
 MAX_BACKOFF: Final = 60.0
+UNREACHABLE: Final = "http://127.0.0.1:9"
+"""Where the API client points while no sandbox could be started (the discard port; calls fail with `down` first)."""
 START_LOCK_WAIT: Final = 90.0
 """At most this long waiting for another server to finish starting the sandbox (its start is bounded by 30 s)."""
 
@@ -73,13 +79,20 @@ class SandboxSupervisor:
         self._next_try = 0.0
         self._missed = 0
 
-    async def start(self) -> SandboxAddress:
-        """Join the folder's users, then attach to its sandbox or start it (off the event loop: both may wait)."""
+    async def start(self) -> tuple[str, str]:
+        """Join the folder's users, then attach to its sandbox or start it (off the event loop: both may wait).
+
+        Returns the API origin and token to use. When no sandbox could be had, the origin is UNREACHABLE, calls fail
+        with `down` (which says why), and later calls try again: `on_moved` then points the client at it.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         self._users = await anyio.to_thread.run_sync(self._join)
-        address, self.process = await anyio.to_thread.run_sync(self._connect, None)
-        self.address = address
-        return address
+        token = await anyio.to_thread.run_sync(shared_token, self.folder)
+        async with self._lock:
+            await self._replace()
+        if self.address is None:
+            return UNREACHABLE, token
+        return self.address.url, self.address.token
 
     async def stop(self) -> None:
         """Leave: the sandbox stops by itself once no server uses it any more."""
@@ -112,7 +125,7 @@ class SandboxSupervisor:
     async def ensure_running(self) -> None:
         """If the sandbox is gone, attach to the one another server has started, or start it again, and note it for
         the next result. A restart under way is waited for, so no call goes to the old address."""
-        if self.closing or self.address is None or (self._running() and not self._lock.locked()):
+        if self.closing or (self._running() and not self._lock.locked()):
             return
         async with self._lock:
             if self.closing or self._running() or anyio.current_time() < self._next_try:
@@ -120,29 +133,37 @@ class SandboxSupervisor:
             await self._replace()
 
     async def _replace(self) -> None:
+        """Attach to the folder's sandbox or start one, in place of `address` (None: there was none yet)."""
         old = self.address
-        assert old is not None
-        process = self.process if self.process is not None and self.process.pid == old.pid else None
+        process = self.process if old is not None and self.process is not None and self.process.pid == old.pid else None
         code = None if process is None else await anyio.to_thread.run_sync(process.stop)
         said = "" if code is None else f" (exit code {code})"
         why = "stopped answering" if self._missed >= MISSED_PINGS else "stopped"
-        log.warning("the sandbox process %s%s; finding or starting it again on the same state", why, said)
+        if old is not None:
+            log.warning("the sandbox process %s%s; finding or starting it again on the same state", why, said)
         try:
             address, process = await anyio.to_thread.run_sync(self._connect, old)
         except Exception as exc:
             self._backoff = min(MAX_BACKOFF, max(2.0, self._backoff * 2))
             self._next_try = anyio.current_time() + self._backoff
+            what = "could not be started" if old is None else f"{why}{said} and could not be started again"
             self.down = (
-                f"the local sandbox {why}{said} and could not be started again ({exc}); the server tries again in "
-                f"{self._backoff:.0f} s, or restart the MCP server"
+                f"the local sandbox {what} ({_reason(exc)}); the server tries again in {self._backoff:.0f} s, or "
+                f"restart the MCP server. Its log: {self.folder / 'sandbox.log'}"
             )
             log.error("%s", self.down)
             return
+        was_down = self.down is not None
         self.down, self._backoff, self._next_try, self._missed = None, 0.0, 0.0, 0
         self.address, self.process = address, process
-        moved = address.url != old.url
+        moved = old is None or address.url != old.url
         if moved and self.on_moved is not None:
             self.on_moved(address.url)
+        if old is None:
+            if was_down:
+                log.warning("the sandbox is running at %s (state %s)", address.url, self.folder)
+                self.notices.append("Note: the local sandbox could not be started at first; it is running now.")
+            return
         log.warning("the sandbox is running again at %s (state %s)", address.url, self.folder)
         self.notices.append(
             f"Note: the local sandbox process had {why}{said} and was started again on the same state: datasets "
@@ -195,7 +216,7 @@ class SandboxSupervisor:
             if found is not None and _answers(found, self.folder):
                 return found, None
             if found is not None:
-                _end_hung(found.pid)
+                _end_hung(found.pid, self.folder)
             return self._spawn(old)
         finally:
             os.close(fd)  # releases start.lock
@@ -218,6 +239,13 @@ class SandboxSupervisor:
         return address, process
 
 
+def _reason(exc: Exception) -> str:
+    """One line for the agent: the sandbox's own error line when its log has one, else the error's first line."""
+    text = str(exc)
+    said = [line.split("prolific sandbox: ", 1)[1] for line in text.splitlines() if "prolific sandbox: " in line]
+    return (said[-1] if said else text.splitlines()[0] if text else type(exc).__name__).strip()
+
+
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
@@ -233,25 +261,37 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _answers(address: SandboxAddress, folder: Path) -> bool:
-    """The sandbox at `address` answers its admin info, for this state folder (not some other program on the port)."""
-    try:
-        with httpx2.Client(trust_env=False, timeout=PING_TIMEOUT) as http:
-            response = http.get(
-                f"{address.url}/_sandbox/info", headers={"Authorization": f"Bearer {address.admin_token}"}
-            )
-        return response.status_code == 200 and Path(response.json().get("state_dir", "")) == folder.resolve()
-    except (httpx2.HTTPError, ValueError, AttributeError):
+    """The sandbox at `address` answers its admin info, for this state folder (not some other program on the port).
+
+    Plain `http.client`: loopback only, no proxy from the environment, no TLS set-up on every ping."""
+    parts = urlsplit(address.url)
+    if parts.scheme != "http" or not is_loopback_host(parts.hostname) or parts.port is None:
         return False
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=PING_TIMEOUT)
+    try:
+        connection.request("GET", "/_sandbox/info", headers={"Authorization": f"Bearer {address.admin_token}"})
+        response = connection.getresponse()
+        info = json.loads(response.read()) if response.status == 200 else {}
+        return isinstance(info, dict) and Path(str(info.get("state_dir", ""))) == folder.resolve()
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        connection.close()
 
 
-def _end_hung(pid: int) -> None:
+def _end_hung(pid: int, folder: Path) -> None:
     """A sandbox whose address is written but which does not answer: end it (only if it is one of ours), so a new
     one can take the state folder."""
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return  # gone already (or no /proc: the new sandbox waits for the folder's lock, then says it is in use)
-    if b"prolific_mcp.sandbox" in command and b"--shared" in command:
+    arguments = command.split(b"\0")
+    if (
+        b"prolific_mcp.sandbox" in arguments
+        and b"--shared" in arguments
+        and str(folder.resolve()).encode() in arguments
+    ):
         log.warning("the sandbox (pid %d) does not answer: ending it", pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

@@ -26,9 +26,10 @@ from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
 from prolific_mcp.sandbox import Sandbox
+from prolific_mcp.server.app import build_server
 from tests.reliability.conftest import stdio_params
 from tests.reliability.test_processes import _cmdline, children, gone, wait_for
-from tests.server.conftest import SCHEMA_FIELDS, records, text_of, write_jsonl
+from tests.server.conftest import SCHEMA_FIELDS, make_settings, records, text_of, write_jsonl
 
 pytestmark = [
     pytest.mark.anyio,
@@ -57,6 +58,11 @@ def address_pid(folder: Path) -> int | None:
         return None
 
 
+def logs(tmp_path: Path) -> str:
+    """The end of every server's stderr, for failure messages."""
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(tmp_path.glob("stderr-*.txt")))
+
+
 class Calls:
     """Every call a surviving server made, so the test can require all of them to have succeeded."""
 
@@ -70,7 +76,7 @@ class Calls:
         return result
 
     def failures(self) -> list[str]:
-        return [f"{who} {tool}: {text_of(r)[:300]}" for who, tool, r in self.made if r.is_error]
+        return [f"{who} {tool}: {text_of(r)[:500]}" for who, tool, r in self.made if r.is_error]
 
 
 async def rounds(calls: Calls, who: str, client: Client, count: int) -> None:
@@ -156,7 +162,7 @@ async def test_three_servers_share_one_sandbox_and_outlive_a_killed_one(tmp_path
                         tg.start_soon(rounds, calls, name, client, ROUNDS)
                 assert calls.failures() == []
                 assert not gone(sandbox_pid), "the sandbox outlived the server that started it"
-                assert sandboxes(folder) == [sandbox_pid]
+                assert sandboxes(folder) == [sandbox_pid], (sandbox_pid, address_pid(folder), logs(tmp_path))
 
                 # The sandbox itself is killed: the next calls start it again (one of them) or attach to it.
                 os.kill(sandbox_pid, signal.SIGKILL)
@@ -164,14 +170,14 @@ async def test_three_servers_share_one_sandbox_and_outlive_a_killed_one(tmp_path
                 for name, client in others.items():
                     back = await calls(name, client, "get_dataset", {"dataset_id": shared_id})
                     assert not back.is_error, text_of(back)
-                    assert "had stopped" in text_of(back), "the agent is told, once"
+                    assert "had stopped" in text_of(back), (text_of(back), logs(tmp_path))
                 async with anyio.create_task_group() as tg:
                     for name, client in others.items():
                         tg.start_soon(rounds, calls, name, client, 1)
                 assert calls.failures() == []
                 restarted = address_pid(folder)
                 assert restarted is not None and restarted != sandbox_pid
-                assert sandboxes(folder) == [restarted], "one sandbox, shared again"
+                assert sandboxes(folder) == [restarted], ("one sandbox, shared again", logs(tmp_path))
         finally:
             with contextlib.suppress(Exception):  # its server was killed
                 await first.__aexit__(None, None, None)
@@ -204,3 +210,52 @@ async def test_three_servers_in_prolific_mode_share_one_state_directory(tmp_path
     assert len(calls.made) == 3 * ROUNDS * 4 + 1
     names = {d["name"] for d in (listed.structured_content or {})["datasets"]}
     assert {f"{who} {n}" for who in ("one", "two", "three") for n in range(ROUNDS)} <= names
+
+
+async def test_a_sandbox_that_stops_answering_is_replaced(tmp_path: Path, data_dir: Path) -> None:
+    """The sandbox is frozen (SIGSTOP: its process lives, nothing answers). The server's pings notice, it ends it and
+    starts another on the same state; the next call works and says so."""
+    server = build_server(make_settings(tmp_path, data_dir))
+    folder = (tmp_path / "state" / "sandbox" / "server").resolve()
+    with anyio.fail_after(120):
+        async with Client(server) as client:
+            created = await client.call_tool("create_dataset", {"name": "frozen", "fields": SCHEMA_FIELDS})
+            assert not created.is_error, text_of(created)
+            dataset_id = (created.structured_content or {})["id"]
+            frozen = address_pid(folder)
+            assert frozen is not None
+            os.kill(frozen, signal.SIGSTOP)
+            try:
+                replaced = await wait_for(lambda: (p := address_pid(folder)) != frozen and p, "a new sandbox")
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(frozen, signal.SIGCONT)
+            await wait_for(lambda: gone(frozen), "the frozen sandbox to be ended")
+            back = await client.call_tool("get_dataset", {"dataset_id": dataset_id})
+            assert not back.is_error, text_of(back)
+            assert "stopped answering" in text_of(back), text_of(back)
+            assert sandboxes(folder) == [replaced]
+
+
+async def test_a_sandbox_that_cannot_start_at_first_is_started_by_a_later_call(tmp_path: Path, data_dir: Path) -> None:
+    """Another sandbox holds the state folder (say, one a user started by hand on it): the server's first start
+    fails, calls say why (no traceback), and once the folder is free a later call starts it and says so."""
+    folder = (tmp_path / "state" / "sandbox" / "server").resolve()
+    squatter = Sandbox.start(state_dir=folder, pace="fast")
+    server = build_server(make_settings(tmp_path, data_dir))
+    try:
+        with anyio.fail_after(120):
+            async with Client(server) as client:
+                down = await client.call_tool("list_workspaces", {})
+                assert down.is_error
+                assert "could not be started" in text_of(down) and "in use by another sandbox" in text_of(down)
+                assert "Traceback" not in text_of(down)
+                squatter.close()
+                while (back := await client.call_tool("list_workspaces", {})).is_error:
+                    assert "could not be started" in text_of(back), text_of(back)
+                    await anyio.sleep(0.5)  # the next attempt comes after a short backoff
+                assert "it is running now" in text_of(back), text_of(back)
+                created = await client.call_tool("create_dataset", {"name": "later", "fields": SCHEMA_FIELDS})
+                assert not created.is_error, text_of(created)
+    finally:
+        squatter.close()

@@ -200,6 +200,7 @@ def test_cli_errors(tmp_path: Path) -> None:
         assert busy.returncode == 1
         assert out == ""
         assert "cannot listen on 127.0.0.1" in err
+        assert "Traceback" not in err, err
     finally:
         taken.close()
 
