@@ -169,6 +169,27 @@ def _with_sandbox(report: Report, settings: Settings, timeout: float) -> None:
     with process:
         report.add("sandbox", "ok", f"the local sandbox starts and answers (it ran at {process.url} for this check)")
         anyio.run(_check_api, report, settings, Target(process.url, SANDBOX_TOKEN, True), timeout)
+    _report_shared_sandbox(report, settings)
+
+
+def _report_shared_sandbox(report: Report, settings: Settings) -> None:
+    """Whether the servers on this state directory have their shared sandbox running now (docs/sandbox.md)."""
+    from prolific_mcp.sandbox.handshake import read_address
+
+    address = read_address(settings.state_dir / "sandbox" / "server")
+    if address is None:
+        report.add("shared sandbox", "ok", "none running now: the first MCP server on this state directory starts it")
+        return
+    try:
+        os.kill(address.pid, 0)
+    except ProcessLookupError:
+        report.add(
+            "shared sandbox", "ok", "not running (it was stopped); the next MCP server call on this state starts it"
+        )
+        return
+    except PermissionError:
+        pass
+    report.add("shared sandbox", "ok", f"the MCP servers on this state directory share the one at {address.url}")
 
 
 async def _check_api(report: Report, settings: Settings, target: Target, seconds: float) -> None:

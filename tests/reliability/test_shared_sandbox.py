@@ -11,6 +11,7 @@ Linux only (reads /proc, as test_processes.py does).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult
 
+from prolific_mcp.doctor import run_doctor
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from tests.reliability.conftest import stdio_params
@@ -178,6 +180,12 @@ async def test_three_servers_share_one_sandbox_and_outlive_a_killed_one(tmp_path
                 restarted = address_pid(folder)
                 assert restarted is not None and restarted != sandbox_pid
                 assert sandboxes(folder) == [restarted], ("one sandbox, shared again", logs(tmp_path))
+                # doctor names it
+                out = io.StringIO()
+                env = dict(params.env or {})
+                await anyio.to_thread.run_sync(lambda: run_doctor(environ=env, cwd=data_dir, out=out))
+                url = json.loads((folder / "address.json").read_text())["url"]
+                assert f"share the one at {url}" in out.getvalue(), out.getvalue()
         finally:
             with contextlib.suppress(Exception):  # its server was killed
                 await first.__aexit__(None, None, None)
