@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 from mcp.client.stdio import stdio_client
@@ -267,3 +268,24 @@ async def test_a_sandbox_that_cannot_start_at_first_is_started_by_a_later_call(t
                 assert not created.is_error, text_of(created)
     finally:
         squatter.close()
+
+
+async def test_the_shared_sandbox_accepts_only_its_random_token(tmp_path: Path, data_dir: Path) -> None:
+    """The server hands its sandbox a random token (kept in the state folder, readable by this user only); the
+    sandbox refuses any other, so another local program cannot read the user's sandbox datasets."""
+    server = build_server(make_settings(tmp_path, data_dir))
+    folder = (tmp_path / "state" / "sandbox" / "server").resolve()
+    with anyio.fail_after(60):
+        async with Client(server) as client:
+            listed = await client.call_tool("list_workspaces", {})
+            assert not listed.is_error, text_of(listed)
+            address = json.loads((folder / "address.json").read_text())
+            token = (folder / "token").read_text().strip()
+            assert address["token"] == token and len(token) >= 32
+            for name in ("address.json", "token"):
+                assert (folder / name).stat().st_mode & 0o077 == 0, f"{name} is private"
+            async with httpx2.AsyncClient(base_url=address["url"], timeout=10, trust_env=False) as http:
+                refused = await http.get("/api/v1/users/me/", headers={"Authorization": "Token anything-else"})
+                accepted = await http.get("/api/v1/users/me/", headers={"Authorization": f"Token {token}"})
+            assert (refused.status_code, accepted.status_code) == (401, 200)
+            assert token not in text_of(listed)
