@@ -69,7 +69,7 @@ SIZES = {
         concurrent_singles=3,
         outcome_files=(MB, 10 * MB),
         outcome_rounds=1,
-        lag_lengths=(3.0,),
+        lag_lengths=(),
         sharing_file=MB,
         sharing_rounds=1,
         sharing_large=10 * MB,
@@ -185,7 +185,9 @@ def run(size: Size, only: set[int]) -> list[Result]:
         if only and number not in only:
             continue
         log(f"goal {number}")
+        began = time.monotonic()
         results.append(step())
+        log(f"  goal {number} took {time.monotonic() - began:.0f} s")
     return results
 
 

@@ -8,13 +8,14 @@ spawned over stdio by the SDK's `Client`. It reaches a sandbox in one of two way
   for a capped processing rate), and each server in Prolific mode with `PROLIFIC_URL` set to its loopback URL and
   a dummy token (the sandbox accepts any token). This works whatever the server's own sandbox handling is.
 - **shared**: each server in sandbox mode on one state directory, so they share the sandbox the first one starts.
-  Used by goal 9 when the server supports it (probed at the start: a second server on the same state directory
-  must answer); otherwise goal 9 falls back to **url** and says so.
+  Used by goal 9 when the server supports it (when its first three servers all answer); otherwise goal 9 falls back
+  to **url** and says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -31,7 +32,7 @@ import anyio
 import httpx2
 from mcp import Client, StdioServerParameters
 
-from bench.common import DATA, DATASET_SCHEMA, ROOT, rss
+from bench.common import DATA, DATASET_SCHEMA, ROOT, log, rss
 
 DATASETS = "/api/v1/data-collection/datasets"
 TERMINAL = frozenset({"complete", "partial", "failed", "pending_schema"})
@@ -49,16 +50,13 @@ def server_command() -> list[str]:
 class Sandbox:
     """A standalone sandbox process and a client of its API (the floor client uses it directly)."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    """None for a sandbox another process started (the servers' shared one)."""
     url: str
     state_dir: Path
     api: httpx2.Client
     admin_token: str | None = None
     workspace: str = ""
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def new_dataset(self, name: str, schema: dict[str, Any] | None = None) -> str:
         """A V4 dataset with the bench's schema (the tools' field shapes may change; the API's do not)."""
@@ -66,7 +64,8 @@ class Sandbox:
             self.workspace = self.api.get("/api/v1/workspaces/").json()["results"][0]["id"]
         body = {"name": name, "workspace_id": self.workspace, "schema": schema or DATASET_SCHEMA}
         response = self.api.post(DATASETS, json=body)
-        response.raise_for_status()
+        if response.is_error:
+            raise RuntimeError(f"the sandbox refused to create a dataset: {response.status_code} {response.text[:500]}")
         return str(response.json()["id"])
 
     def get_import(self, dataset_id: str, import_id: str) -> dict[str, Any]:
@@ -112,6 +111,9 @@ def standalone_sandbox(folder: Path, *, records_per_second: float | None = None)
         admin = re.search(r"admin token (\S+?)\)", line)
         with httpx2.Client(base_url=found["url"], headers={"Authorization": "Token bench"}, timeout=120) as api:
             yield Sandbox(process, found["url"], state, api, admin[1] if admin and "…" not in admin[1] else None)
+    except Exception:
+        log(f"the sandbox's log ends with:\n{(folder / 'sandbox.log').read_text(errors='replace')[-3000:]}")
+        raise
     finally:
         process.terminate()
         try:
@@ -120,6 +122,23 @@ def standalone_sandbox(folder: Path, *, records_per_second: float | None = None)
             process.kill()
             process.wait()
         log_file.close()
+
+
+@contextlib.contextmanager
+def attached_sandbox(state_dir: Path) -> Iterator[Sandbox | None]:
+    """The sandbox the servers on `state_dir` share, through the address file it writes there (its URL and tokens),
+    or None when there is none to be found."""
+    found = sorted(state_dir.rglob("address.json"))
+    try:
+        address = json.loads(found[0].read_text()) if found else None
+    except (OSError, ValueError):
+        address = None
+    if not isinstance(address, dict) or "url" not in address:
+        yield None
+        return
+    headers = {"Authorization": f"Token {address.get('token') or 'bench'}"}
+    with httpx2.Client(base_url=address["url"], headers=headers, timeout=120) as api:
+        yield Sandbox(None, address["url"], found[0].parent, api, address.get("admin_token"))
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:

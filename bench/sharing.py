@@ -3,14 +3,17 @@ server doing all 15; and one server's `get_dataset` while another uploads a larg
 
 Each server is the real command over stdio (bench/fleet.py), all on one state directory as clients start them.
 How they share the sandbox (fleet.py): **shared** when the server supports it (sandbox mode, one state directory:
-probed first, a second server must answer), else **url** (a standalone sandbox at the default pace, every server
-pointed at it). Every upload goes to a dataset of its own and is followed to its result (the import included).
+if the first three servers cannot all answer so, the run falls back), else **url** (a standalone sandbox at the
+default pace, every server pointed at it); `BENCH_SHARING=url` or `=shared` forces one. Every upload goes to a
+dataset of its own and is followed to its result (the import included). The latency is measured on two of the three
+servers of the first round, after their uploads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,25 +38,6 @@ class Fleet:
     sandbox: fleet.Sandbox | None
 
 
-async def _probe_shared(folder: Path) -> bool:
-    """Whether two servers in sandbox mode on one state directory both answer (they share its sandbox)."""
-    env = fleet.shared_env(folder / "state")
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            for i in range(2):
-                server = await stack.enter_async_context(
-                    fleet.stdio_server(env, folder / f"home{i}", folder / f"server{i}.log")
-                )
-                with anyio.fail_after(60):
-                    await fleet.call(server, "list_workspaces", {})
-    except Exception as exc:  # any failure of the second server means no sharing yet
-        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-            exc = exc.exceptions[0]  # type: ignore[assignment]
-        log(f"  shared sandbox: not supported by this server ({str(exc)[:160]}); using a standalone sandbox")
-        return False
-    return True
-
-
 @contextlib.asynccontextmanager
 async def servers(count: int, folder: Path, shared: bool) -> AsyncIterator[Fleet]:
     async with contextlib.AsyncExitStack() as stack:
@@ -70,6 +54,8 @@ async def servers(count: int, folder: Path, shared: bool) -> AsyncIterator[Fleet
             )
             await fleet.call(server, "list_workspaces", {})
             started.append(server)
+        if shared:  # its API, for datasets made outside the timing and the direct latency, when it can be found
+            sandbox = stack.enter_context(fleet.attached_sandbox(folder / "state"))
         yield Fleet("shared" if shared else "url", started, sandbox)
 
 
@@ -78,15 +64,15 @@ async def new_dataset(group: Fleet, server: fleet.Server, name: str) -> str:
     if group.sandbox is not None:
         return await anyio.to_thread.run_sync(group.sandbox.new_dataset, name)
     fields: dict[str, Any] = DATASET_SCHEMA["fields"]  # type: ignore[assignment]
-    listed = [{"key": k, **v} for k, v in fields.items()]
-    problem: Exception | None = None
+    listed = [{"key": k, "type": v["type"], "label": v.get("label", "")} for k, v in fields.items()]
+    problems: list[str] = []
     for shape in (listed, fields):
         try:
             out = await fleet.call(server, "create_dataset", {"name": name, "fields": shape, "strict": True})
             return str(out["id"])
         except RuntimeError as exc:
-            problem = exc
-    raise RuntimeError(f"could not create a dataset: {problem}")
+            problems.append(str(exc))
+    raise RuntimeError(f"could not create a dataset: {' / '.join(problems)}")
 
 
 async def _upload(server: fleet.Server, dataset: str, path: Path) -> None:
@@ -105,104 +91,131 @@ async def _batch(group: Fleet, path: Path, per_server: int) -> float:
     return time.perf_counter() - started
 
 
-async def _throughput(path: Path, rounds: int, folder: Path, shared: bool) -> dict[str, Any]:
+async def _many(path: Path, large: Path, samples: int, folder: Path, shared: bool, latency: bool) -> dict[str, Any]:
+    """One round of the three processes: their uploads at once; then (`latency`) one's get_dataset while another
+    uploads `large`."""
+    async with servers(PROCESSES, folder, shared) as group:
+        for server in group.servers:
+            warm = await new_dataset(group, server, "warm-up")
+            await _upload(server, warm, path)
+        out: dict[str, Any] = {"seconds": await _batch(group, path, EACH)}
+        if latency:
+            out["latency"] = await _latency(group, large, samples)
+    return out
+
+
+async def _measure(path: Path, rounds: int, large: Path, samples: int, folder: Path, form: str) -> dict[str, Any]:
+    """`form`: "shared", "url", or "auto" (shared, unless the first three servers cannot share: then url)."""
+    shared = form != "url"
     one: list[float] = []
     many: list[float] = []
+    latency: dict[str, Any] = {}
     total = PROCESSES * EACH
     for r in range(rounds):
+        try:
+            got = await _many(path, large, samples, folder / f"many{r}", shared, r == 0)
+        except Exception as exc:  # the servers of this version cannot share a sandbox: each starts its own
+            if form != "auto" or r > 0 or not shared:
+                raise
+            while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]  # type: ignore[assignment]
+            log(f"  shared sandbox: not supported by this server ({str(exc)[:160]}); using a standalone sandbox")
+            shared = False
+            got = await _many(path, large, samples, folder / f"many{r}-url", shared, r == 0)
+        many.append(got["seconds"])
+        latency = got.get("latency", latency)
         async with servers(1, folder / f"one{r}", shared) as group:
             warm = await new_dataset(group, group.servers[0], "warm-up")
             await _upload(group.servers[0], warm, path)
             one.append(await _batch(group, path, total))
-        async with servers(PROCESSES, folder / f"many{r}", shared) as group:
-            for server in group.servers:
-                warm = await new_dataset(group, server, "warm-up")
-                await _upload(server, warm, path)
-            many.append(await _batch(group, path, EACH))
         log(f"  {total} uploads: one process {one[-1]:.2f} s, {PROCESSES} processes {many[-1]:.2f} s")
-    return {"one": one, "many": many}
+    return {"one": one, "many": many, "latency": latency, "shared": shared}
 
 
-async def _latency(path: Path, folder: Path, shared: bool, samples: int) -> dict[str, Any]:
-    async with servers(2, folder, shared) as group:
-        uploader, reader = group.servers
-        target = await new_dataset(group, reader, "read")
-        warm = await new_dataset(group, uploader, "warm-up")
-        await _upload(uploader, warm, dataset_file(MB))
+async def _latency(group: Fleet, path: Path, samples: int) -> dict[str, Any]:
+    uploader, reader = group.servers[:2]
+    target = await new_dataset(group, reader, "read")
+    warm = await new_dataset(group, uploader, "warm-up")
+    await _upload(uploader, warm, dataset_file(MB))
 
-        async def one_read() -> float:
+    async def one_read() -> float:
+        began = time.perf_counter()
+        await fleet.call(reader, "get_dataset", {"dataset_id": target})
+        return time.perf_counter() - began
+
+    def direct_read() -> float:
+        """The same dataset straight from the sandbox's API: how much of the latency is the sandbox's."""
+        assert group.sandbox is not None
+        began = time.perf_counter()
+        group.sandbox.api.get(f"{fleet.DATASETS}/{target}").raise_for_status()
+        return time.perf_counter() - began
+
+    direct_idle: list[float] = []
+    direct_busy: list[tuple[float, float]] = []
+
+    await one_read()
+    idle = [await one_read() for _ in range(samples)]
+    if group.sandbox is not None:
+        direct_idle += [await anyio.to_thread.run_sync(direct_read) for _ in range(samples)]
+    dataset = await new_dataset(group, uploader, "large")
+    busy: list[tuple[float, float]] = []
+    phases: list[tuple[float, str]] = []
+    done = anyio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        text = message or ""
+        phase = "PUT" if text.startswith("uploading") else "import" if progress >= 50 else "pre-flight"
+        if not phases or phases[-1][1] != phase:
+            phases.append((time.perf_counter(), phase))
+
+    async def upload() -> None:
+        try:
+            await fleet.call(
+                uploader,
+                "upload_file",
+                {"dataset_id": dataset, "path": str(path), "wait_seconds": 900},
+                progress_callback=on_progress,
+            )
+        finally:
+            done.set()
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upload)
+        while not done.is_set():
             began = time.perf_counter()
-            await fleet.call(reader, "get_dataset", {"dataset_id": target})
-            return time.perf_counter() - began
-
-        def direct_read() -> float:
-            """The same dataset straight from the sandbox's API: how much of the latency is the sandbox's."""
-            assert group.sandbox is not None
-            began = time.perf_counter()
-            group.sandbox.api.get(f"{fleet.DATASETS}/{target}").raise_for_status()
-            return time.perf_counter() - began
-
-        direct_idle: list[float] = []
-        direct_busy: list[float] = []
-
-        await one_read()
-        idle = [await one_read() for _ in range(samples)]
-        if group.sandbox is not None:
-            direct_idle += [await anyio.to_thread.run_sync(direct_read) for _ in range(samples)]
-        dataset = await new_dataset(group, uploader, "large")
-        busy: list[tuple[float, float]] = []
-        phases: list[tuple[float, str]] = []
-        done = anyio.Event()
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            text = message or ""
-            phase = "PUT" if text.startswith("uploading") else "import" if progress >= 50 else "pre-flight"
-            if not phases or phases[-1][1] != phase:
-                phases.append((time.perf_counter(), phase))
-
-        async def upload() -> None:
-            try:
-                await fleet.call(
-                    uploader,
-                    "upload_file",
-                    {"dataset_id": dataset, "path": str(path), "wait_seconds": 900},
-                    progress_callback=on_progress,
-                )
-            finally:
-                done.set()
-
-        started = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(upload)
-            while not done.is_set():
-                began = time.perf_counter()
-                latency = await one_read()
-                busy.append((began, latency))
-                if group.sandbox is not None:
-                    direct_busy.append(await anyio.to_thread.run_sync(direct_read))
-                await anyio.sleep(0.05)
-        ended = time.perf_counter()
-        idle += [await one_read() for _ in range(samples)]
+            latency = await one_read()
+            busy.append((began, latency))
+            if group.sandbox is not None:
+                direct_busy.append((time.perf_counter(), await anyio.to_thread.run_sync(direct_read)))
+            await anyio.sleep(0.05)
+    ended = time.perf_counter()
+    idle += [await one_read() for _ in range(samples)]
     bounds = [(started, "pre-flight"), *phases, (ended, "")]
     by_phase: dict[str, list[float]] = {}
+    direct_by_phase: dict[str, list[float]] = {}
     for (begin, name), (end, _) in itertools.pairwise(bounds):
         if name:
             by_phase.setdefault(name, []).extend(lat for t, lat in busy if begin <= t < end)
+            direct_by_phase.setdefault(name, []).extend(lat for t, lat in direct_busy if begin <= t < end)
     return {
         "idle": idle,
         "busy": [lat for _, lat in busy],
         "phases": by_phase,
         "direct_idle": direct_idle,
-        "direct_busy": direct_busy,
+        "direct_busy": [lat for _, lat in direct_busy],
+        "direct_phases": direct_by_phase,
     }
 
 
 def run(path: Path, rounds: int, large: Path, samples: int) -> Result:
+    """`BENCH_SHARING=url` or `=shared` forces a form (default: shared when the server supports it)."""
+    form = os.environ.get("BENCH_SHARING", "auto")
     with fleet.temp_folder("bench-sharing-") as tmp:
-        folder = Path(tmp)
-        shared = anyio.run(_probe_shared, folder / "probe")
-        got = anyio.run(_throughput, path, rounds, folder, shared)
-        lat = anyio.run(_latency, large, folder / "latency", shared, samples)
+        got = anyio.run(
+            _measure, path, rounds, large, samples, Path(tmp), form if form in ("url", "shared") else "auto"
+        )
+    lat, shared = got["latency"], got["shared"]
     size = path.stat().st_size
     total = PROCESSES * EACH
     ratios = [one / many for one, many in zip(got["one"], got["many"], strict=True)]
@@ -219,8 +232,16 @@ def run(path: Path, rounds: int, large: Path, samples: int) -> Result:
         else "url (a standalone sandbox at the default pace; every server in Prolific mode pointed at it: the "
         "server does not share its own sandbox yet)"
     )
+    direct_idle = median(lat["direct_idle"]) if lat["direct_idle"] else float("nan")
+
+    def direct(values: list[float]) -> str:
+        if not values:
+            return "—"
+        return f"{median(values) * 1000:,.1f} ms ({median(values) / direct_idle:.2f}×)"
+
     phase_rows = [
-        f"| during the upload's {name} | {len(v)} | {median(v) * 1000:,.0f} ms | {median(v) / idle:.2f}× |"
+        f"| during the upload's {name} | {len(v)} | {median(v) * 1000:,.0f} ms | {median(v) / idle:.2f}× | "
+        f"{direct(lat['direct_phases'].get(name, []))} |"
         for name, v in lat["phases"].items()
         if v
     ]
@@ -249,20 +270,11 @@ def run(path: Path, rounds: int, large: Path, samples: int) -> Result:
             f"({large.stat().st_size / MB:,.0f} MB) to its result, against {2 * samples} calls while idle (before "
             "and after):",
             "",
-            "| When | Calls | Median | vs idle |",
-            "|---|---|---|---|",
-            f"| idle | {len(lat['idle'])} | {idle * 1000:,.0f} ms | 1.00× |",
+            "| When | Calls | get_dataset (median) | vs idle | the sandbox's own API, same dataset |",
+            "|---|---|---|---|---|",
+            f"| idle | {len(lat['idle'])} | {idle * 1000:,.0f} ms | 1.00× | {direct(lat['direct_idle'])} |",
             f"| during the whole upload_file call | {len(lat['busy'])} | {busy * 1000:,.0f} ms | "
-            f"**{latency_ratio:.2f}×** |",
+            f"**{latency_ratio:.2f}×** | {direct(lat['direct_busy'])} |",
             *phase_rows,
-            *(
-                [
-                    f"| the sandbox's own API, same dataset, idle / during | {len(lat['direct_busy'])} | "
-                    f"{median(lat['direct_idle']) * 1000:,.0f} ms / {median(lat['direct_busy']) * 1000:,.0f} ms | "
-                    f"{median(lat['direct_busy']) / median(lat['direct_idle']):.2f}× |"
-                ]
-                if lat["direct_busy"]
-                else []
-            ),
         ],
     )
