@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from bench import fleet
-from bench.common import DATASET_SCHEMA, MB, Result, dataset_file, log, median
+from bench.common import DATASET_SCHEMA, MB, Result, log, median
 
 GOAL_THROUGHPUT = 0.8
 GOAL_LATENCY = 1.5
@@ -95,9 +95,10 @@ async def _many(path: Path, large: Path, samples: int, folder: Path, shared: boo
     """One round of the three processes: their uploads at once; then (`latency`) one's get_dataset while another
     uploads `large`."""
     async with servers(PROCESSES, folder, shared) as group:
-        for server in group.servers:
-            warm = await new_dataset(group, server, "warm-up")
-            await _upload(server, warm, path)
+        warm = [await new_dataset(group, server, "warm-up") for server in group.servers]
+        async with anyio.create_task_group() as tg:
+            for server, dataset in zip(group.servers, warm, strict=True):
+                tg.start_soon(_upload, server, dataset, path)
         out: dict[str, Any] = {"seconds": await _batch(group, path, EACH)}
         if latency:
             out["latency"] = await _latency(group, large, samples)
@@ -135,8 +136,6 @@ async def _measure(path: Path, rounds: int, large: Path, samples: int, folder: P
 async def _latency(group: Fleet, path: Path, samples: int) -> dict[str, Any]:
     uploader, reader = group.servers[:2]
     target = await new_dataset(group, reader, "read")
-    warm = await new_dataset(group, uploader, "warm-up")
-    await _upload(uploader, warm, dataset_file(MB))
 
     async def one_read() -> float:
         began = time.perf_counter()
