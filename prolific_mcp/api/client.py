@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random as _random
 import time
@@ -94,6 +95,7 @@ _APPEND_CONFLICT: Final = (
 )
 
 M = TypeVar("M", bound=BaseModel)
+_log = logging.getLogger("prolific_mcp.api")
 
 
 def safe_filename(name: str) -> str:
@@ -317,6 +319,9 @@ class ProlificClient:
 
     @staticmethod
     def _json(body: bytes, status: int, resource: Resource) -> Any:
+        """The parsed answer; None for an empty one (a 204, or a 2xx without a body), which callers judge."""
+        if not body.strip():
+            return None
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -332,6 +337,10 @@ class ProlificClient:
 
     @staticmethod
     def _parse(model: type[M], data: Any, resource: Resource) -> M:
+        if data is None:
+            raise UnexpectedResponseError(
+                f"Prolific's answer for {resource.describe()} is empty: try again; if it persists, please report it"
+            )
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -344,30 +353,61 @@ class ProlificClient:
                 f"({'; '.join(problems)}): try again; if it persists, please report it"
             ) from None
 
+    def _next_page(self, data: Mapping[str, Any], page_path: str) -> tuple[bool, tuple[str, dict[str, str]] | None]:
+        """Whether the answer links a next page, and where: `_links.next.href` (Prolific's shape) or the older
+        `links.next` string. The place is (path, query) on the API origin, or None when the link cannot be used: a
+        link to another origin is never followed (the token goes to the API origin only), and the caller steps
+        `offset` instead, as for a link that only says there is more."""
+        href: object = None
+        for key in ("_links", "links"):
+            links = data.get(key)
+            if isinstance(links, Mapping):
+                nxt = links.get("next")
+                href = nxt.get("href") if isinstance(nxt, Mapping) else nxt
+                if href:
+                    break
+        if not href:
+            return False, None
+        if not isinstance(href, str):
+            return True, None
+        try:
+            url = self._url(page_path).join(href.strip())
+        except httpx2.InvalidURL:
+            return True, None
+        if _origin(url) != self._origin:
+            _log.warning("not following a next-page link to another origin: %s", redact_url(str(url)))
+            return True, None
+        path = url.path
+        if self._base_path and path.startswith(self._base_path + "/"):
+            path = path[len(self._base_path) :]
+        return True, (path, dict(url.params.multi_items()))
+
     async def _paginate(
         self, path: str, params: Mapping[str, str | int], resource: Resource, deadline: float | None
     ) -> list[Any]:
-        """Collect `results` over `limit`/`offset` pages while `links.next` or `meta.count` says there is more."""
+        """Collect `results` over every page: follow `_links.next.href` where Prolific gives one, otherwise step
+        `limit`/`offset` while `meta.count` says there is more (docs/prolific-api.md, What Prolific's CLI and OpenAPI
+        add: 1). At most MAX_PAGES pages; a page with nothing new, or a link already followed, ends the walk."""
         limit = self._deadline(deadline)
         items: list[Any] = []
         seen: set[str] = set()
         offset = 0
+        request: tuple[str, Mapping[str, str | int]] = (path, {**params, "limit": PAGE_SIZE, "offset": 0})
+        followed: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for _ in range(MAX_PAGES):
+            page_path, page_params = request
+            followed.add((page_path, tuple(sorted((k, str(v)) for k, v in page_params.items()))))
             data, _ = await self._call(
-                CallKind.READ,
-                "GET",
-                path,
-                resource=resource,
-                deadline=limit,
-                params={**params, "limit": PAGE_SIZE, "offset": offset},
+                CallKind.READ, "GET", page_path, resource=resource, deadline=limit, params=page_params
             )
             if isinstance(data, list):
-                page, more, count = data, False, None
+                page, more, link, count = data, False, None, None
             elif isinstance(data, dict) and isinstance(data.get("results"), list):
                 page = data["results"]
-                links, meta = data.get("links"), data.get("meta")
-                more = isinstance(links, dict) and bool(links.get("next"))
-                count = meta.get("count") if isinstance(meta, dict) else None
+                more, link = self._next_page(data, page_path)
+                meta = data.get("meta")
+                # Prolific's `_links` is authoritative (`next.href` null: the last page); without it, `meta.count`.
+                count = meta.get("count") if isinstance(meta, dict) and "_links" not in data else None
             else:
                 raise UnexpectedResponseError(
                     f"Prolific's answer for {resource.describe()} has no 'results' list: try again; if it "
@@ -377,7 +417,16 @@ class ProlificClient:
             seen.update(str(item.get("id")) for item in fresh if isinstance(item, dict))
             items.extend(fresh)
             offset += len(page)
-            if not fresh or not (more or (isinstance(count, int) and len(items) < count)):
+            if not fresh:
+                break
+            if link is not None:
+                key = (link[0], tuple(sorted(link[1].items())))
+                if key in followed:
+                    break
+                request = link
+            elif more or (isinstance(count, int) and len(items) < count):
+                request = (path, {**params, "limit": PAGE_SIZE, "offset": offset})
+            else:
                 break
         return items
 
@@ -407,7 +456,9 @@ class ProlificClient:
     async def create_dataset(
         self, name: str, workspace_id: str, schema: DatasetSchema | None, *, deadline: float | None = None
     ) -> Dataset:
-        """POST a new dataset: V4 with `schema`, V3 without. Never sent twice once it may have left."""
+        """POST a new dataset, with `schema` when it has fields. The workspace decides the version (read
+        `schema_version`); a workspace without typed datasets refuses a schema (400). Never sent twice once it may
+        have left."""
         check_id(workspace_id, "workspace_id")
         if not isinstance(name, str) or not name.strip():
             raise BadRequestError("the dataset needs a non-empty name", status=None)
@@ -442,9 +493,14 @@ class ProlificClient:
             raise AmbiguousSchemaUpdateError(dataset_id, outcome.cause) from None
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
             return self._parse(SchemaUpdate, data, resource)
-        dataset = self._parse(Dataset, data, resource)
         job = data.get("migration_job_id") if isinstance(data, dict) else None
-        return SchemaUpdate(dataset=dataset, migration_job_id=str(job) if job else None)
+        migration_job_id = str(job) if job else None
+        if isinstance(data, dict) and data.get("id"):
+            return SchemaUpdate(dataset=self._parse(Dataset, data, resource), migration_job_id=migration_job_id)
+        # A 2xx without the dataset (an empty body, a 204) is success: read the dataset as it now is
+        # (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 4).
+        dataset = await self.get_dataset(dataset_id, deadline=deadline)
+        return SchemaUpdate(dataset=dataset, migration_job_id=migration_job_id, answer_empty=migration_job_id is None)
 
     async def get_dataset(self, dataset_id: str, *, deadline: float | None = None) -> Dataset:
         """GET a dataset; for V4 it lists the imports, most recent first."""
@@ -520,7 +576,14 @@ class ProlificClient:
         check_id(dataset_id, "dataset_id")
         check_id(import_id, "import_id")
         path = f"{DATASETS}/{path_segment(dataset_id)}/imports/{path_segment(import_id)}"
-        return await self._read(ImportJob, path, Resource("import", import_id, dataset_id), deadline)
+        resource = Resource("import", import_id, dataset_id)
+        data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
+        if isinstance(data, dict):
+            # The ids may be missing from the answer: they are the ones asked for, as Prolific's CLI also assumes
+            # (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 3).
+            data = {**data, "import_id": data.get("import_id") or import_id}
+            data["dataset_id"] = data.get("dataset_id") or dataset_id
+        return self._parse(ImportJob, data, resource)
 
     async def get_migration(self, dataset_id: str, job_id: str, *, deadline: float | None = None) -> MigrationJob:
         """GET one schema migration job."""
@@ -564,6 +627,7 @@ class ProlificClient:
         on_progress: ProgressCallback | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         deadline: float | None = None,
+        expected_sha256: str | None = None,
     ) -> PutResult:
         """Stream `size` bytes of `source` (a path, an open descriptor or binary file) to the upload URL.
 
@@ -571,7 +635,8 @@ class ProlificClient:
         ours; each retry reads again from byte 0. A descriptor is read with pread and never reopened by path.
         Raises FileChangedError if the file has more or fewer bytes than `size`, UnsafeUploadUrlError before
         any byte for a refused URL, UploadUrlExpiredError when a new upload URL is needed. `deadline` bounds
-        the retry waits only; an upload in progress is never cut short by it.
+        the retry waits only; an upload in progress is never cut short by it. With `expected_sha256`, FileEditedError
+        if the bytes sent do not hash to it (stopped before the last chunk).
         """
         return await put_presigned(
             self._http,
@@ -584,4 +649,5 @@ class ProlificClient:
             timing=self._timing,
             deadline=math.inf if deadline is None else deadline,
             sandbox=self._sandbox,
+            expected_sha256=expected_sha256,
         )

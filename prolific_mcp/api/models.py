@@ -8,10 +8,20 @@ Only what a caller cannot do without (an id, a status, an upload URL) is require
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from prolific_mcp.records.formats import CONTENT_TYPES
 from prolific_mcp.redaction import redact_url
@@ -37,6 +47,7 @@ __all__ = [
     "UpdateSchemaRequest",
     "UploadTarget",
     "User",
+    "V3Baseline",
     "Workspace",
     "content_type_for",
 ]
@@ -131,9 +142,10 @@ class DatasetSchema(ApiModel):
 
 
 class User(ApiModel):
-    """`GET /api/v1/users/me/`: only the id is relied on."""
+    """`GET /api/v1/users/me/`: the id is relied on; `current_workspace_id` is used where present (the sandbox)."""
 
     id: str
+    current_workspace_id: str | None = None
     email: str | None = None
     name: str | None = None
     first_name: str | None = None
@@ -272,9 +284,26 @@ class Dataset(ApiModel):
     dataset_schema: DatasetSchema | None = Field(default=None, alias="schema")
     imports: list[ImportJob] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _import_ids(cls, data: Any) -> Any:
+        """Each import gets the dataset's id when it lacks one; an import with no `import_id` cannot be named or
+        followed, so it is left out (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 3)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("imports"), list):
+            return data
+        dataset_id = data.get("id")
+        imports = [
+            {**job, "dataset_id": job.get("dataset_id") or dataset_id} if isinstance(job, Mapping) else job
+            for job in data["imports"]
+            if not isinstance(job, Mapping) or job.get("import_id")
+        ]
+        return {**data, "imports": imports}
+
     @property
     def is_v4(self) -> bool:
-        """True for a V4 dataset (schema_version 4, or a schema or imports present when the version is absent)."""
+        """True for a V4 dataset: Prolific's `schema_version` decides (4 or more); only when it is missing do a
+        schema or an imports list stand in for it. Nothing else is ever assumed (docs/prolific-api.md, What
+        Prolific's CLI and OpenAPI add: 6)."""
         if self.schema_version is not None:
             return self.schema_version >= 4
         return self.dataset_schema is not None or self.imports is not None
@@ -290,11 +319,42 @@ class DatasetStatus(ApiModel):
         return self.status is not None and self.status.upper() in V3_TERMINAL_STATUSES
 
 
+@dataclass(frozen=True, slots=True)
+class V3Baseline:
+    """A V3 dataset as it stood before an upload. Right after a new file, its status may still be the previous
+    file's READY or ERROR (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 5): such a status is the new
+    file's outcome only once the status has moved on since, or the dataset shows another file or count."""
+
+    status: str | None
+    filename: str | None
+    total_datapoint_count: int | None
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> V3Baseline:
+        return cls((dataset.status or "").upper() or None, dataset.filename, dataset.total_datapoint_count)
+
+    @property
+    def may_linger(self) -> bool:
+        """True when the dataset already had an outcome, which a status read after the upload may still show."""
+        return self.status in V3_TERMINAL_STATUSES
+
+    def changed(self, dataset: Dataset) -> bool:
+        """True when `dataset` has a terminal status and shows another file or datapoint count than before."""
+        if (dataset.status or "").upper() not in V3_TERMINAL_STATUSES:
+            return False
+        return (dataset.filename, dataset.total_datapoint_count) != (self.filename, self.total_datapoint_count)
+
+
 class SchemaUpdate(ApiModel):
-    """The answer to PATCH schema: the dataset, and `migration_job_id` when a migration started."""
+    """The answer to PATCH schema: the dataset, and `migration_job_id` when a migration started.
+
+    `answer_empty` is True when Prolific answered 2xx without a dataset (an empty body, a 204): the change was
+    accepted, `dataset` was read again afterwards, and whether a migration started is unknown.
+    """
 
     dataset: Dataset
     migration_job_id: str | None = None
+    answer_empty: bool = False
 
 
 # --- uploads -----------------------------------------------------------------------------------------------------
@@ -307,6 +367,13 @@ def content_type_for(filename: str) -> str | None:
     return CONTENT_TYPES.get("jsonl" if ext == "ndjson" else ext)
 
 
+def _method_or_put(value: object) -> object:
+    """`http_method` null, missing or blank means PUT; anything else is kept, upper-cased."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "PUT"
+    return (value if isinstance(value, str) else str(value)).strip().upper()
+
+
 class UploadTarget(ApiModel):
     """The answer to GET upload-url. The old `{url, key}` shape is accepted too.
 
@@ -315,7 +382,9 @@ class UploadTarget(ApiModel):
     """
 
     upload_url: str
-    http_method: str = "PUT"
+    http_method: Annotated[str, BeforeValidator(_method_or_put)] = "PUT"
+    """The method for the upload: PUT when Prolific leaves it out or sends null (docs/prolific-api.md, What
+    Prolific's CLI and OpenAPI add: 4)."""
     import_id: str | None = None
     expires_at: LenientDatetime = None
     content_type: str | None = None
@@ -380,7 +449,8 @@ class AppendResult(ApiModel):
 
 
 class CreateDatasetRequest(BaseModel):
-    """Body of POST datasets; no schema means a V3 dataset."""
+    """Body of POST datasets. A schema without fields is not sent (Prolific's CLI refuses an empty schema): without
+    a `schema` key the workspace decides the version (V4 with no schema yet, or V3 where typed datasets are off)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -390,7 +460,7 @@ class CreateDatasetRequest(BaseModel):
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {"name": self.name, "workspace_id": self.workspace_id}
-        if self.dataset_schema is not None:
+        if self.dataset_schema is not None and not self.dataset_schema.is_empty:
             body["schema"] = self.dataset_schema.to_api()
         return body
 

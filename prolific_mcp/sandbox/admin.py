@@ -28,9 +28,9 @@ def seed_batch(db: Db, workspace_id: str, dataset_id: str | None, name: str, sta
     return batch_view(batch, db.datasets_by_id([dataset_id] if dataset_id else []))
 
 
-def seed_workspace(db: Db, title: str, description: str) -> dict[str, Any]:
-    """Create another workspace; returns it as the API shows it."""
-    return workspace_view(db.create_workspace(title, description), db.user())
+def seed_workspace(db: Db, title: str, description: str, typed: bool = True) -> dict[str, Any]:
+    """Create another workspace (with typed datasets unless `typed=False`); returns it as the API shows it."""
+    return workspace_view(db.create_workspace(title, description, typed=typed), db.user())
 
 
 def check_admin(request: Request, ctx: Context) -> None:
@@ -48,12 +48,14 @@ def check_admin(request: Request, ctx: Context) -> None:
 
 
 async def admin_info(request: Request, ctx: Context) -> Response:
+    legacy_workspace_id = await ctx.store.run(Db.legacy_workspace_id)
     return json_response(
         {
             "url": ctx.api_url,
             "s3_url": ctx.s3_url,
             "state_dir": str(ctx.config.state_dir),
             "workspace_id": ctx.workspace_id,
+            "legacy_workspace_id": legacy_workspace_id,
             "user_id": ctx.user_id,
             "pace": ctx.config.pace.name,
             "store_only": ctx.config.store_only,
@@ -116,7 +118,10 @@ async def admin_workspaces(request: Request, ctx: Context) -> Response:
     if not isinstance(title, str) or not title.strip():
         raise ApiError(400, {"title": ["This field is required."]})
     description = body.get("description") or ""
-    return json_response(await ctx.store.run(seed_workspace, title.strip(), str(description)), 201)
+    typed = body.get("typed", True)
+    if not isinstance(typed, bool):
+        raise ApiError(400, {"typed": ["true (typed V4 datasets, the default) or false (V3 datasets only)."]})
+    return json_response(await ctx.store.run(seed_workspace, title.strip(), str(description), typed), 201)
 
 
 def admin_routes(ctx: Context) -> list[Route]:

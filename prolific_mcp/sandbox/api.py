@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -57,6 +58,13 @@ ERROR_CODES: Final = {
     422: 142200,
     429: 142900,
 }
+
+UNTYPED_WORKSPACE_DETAIL: Final = (
+    "Schemas are only accepted for workspaces where the typed-dataset feature is enabled, and this workspace does "
+    "not have it. Omit schema to create a (V3) dataset here."
+)
+"""The sandbox's answer (400, on `schema`) to a schema sent for a workspace without typed datasets; Prolific's exact
+wording is not public, this follows its CLI's help text (docs/prolific-api.md, Where the docs are silent)."""
 
 Detail = str | list[str] | dict[str, list[str]]
 
@@ -211,30 +219,52 @@ def _page_param(request: Request, name: str, default: int | None) -> int | None:
     return int(text)
 
 
-async def list_workspaces(request: Request, ctx: Context) -> Response:
+def _page_window(request: Request) -> tuple[int | None, int]:
+    """The `limit` (None: everything) and `offset` query parameters of a list request."""
     limit = _page_param(request, "limit", None)
     offset = _page_param(request, "offset", 0) or 0
     if limit == 0:
         raise ApiError(400, {"limit": ["limit must be at least 1."]})
+    return limit, offset
 
-    def load(db: Db) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+
+def _page_body(
+    ctx: Context, request: Request, results: list[dict[str, Any]], count: int, limit: int | None, offset: int
+) -> dict[str, Any]:
+    """A list answer as Prolific's list endpoints give it: `results`, `meta.count`, and `_links` whose `next` and
+    `previous` are objects with an absolute `href` (null at either end) (docs/prolific-api.md, What Prolific's CLI
+    and OpenAPI add: 1)."""
+    base = f"{ctx.api_url}{request.url.path}"
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "offset")]
+
+    def href(at: int | None) -> str | None:
+        if at is None or limit is None:
+            return None
+        return f"{base}?{urlencode([*kept, ('limit', limit), ('offset', at)])}"
+
+    more = limit is not None and offset + len(results) < count
+    back = max(offset - limit, 0) if limit is not None and offset > 0 else None
+    return {
+        "results": results,
+        "meta": {"count": count},
+        "_links": {
+            "self": {"href": href(offset) or f"{base}{'?' + urlencode(kept) if kept else ''}"},
+            "next": {"href": href(offset + len(results) if more else None)},
+            "previous": {"href": href(back)},
+        },
+    }
+
+
+async def list_workspaces(request: Request, ctx: Context) -> Response:
+    limit, offset = _page_window(request)
+
+    def load(db: Db) -> tuple[list[dict[str, Any]], int]:
         rows, count = db.workspaces(limit, offset)
-        return rows, count, db.user()
+        user = db.user()
+        return [workspace_view(ws, user) for ws in rows], count
 
-    rows, count, user = await ctx.store.run(load)
-    base = f"{ctx.api_url}/api/v1/workspaces/"
-    next_link = previous = None
-    if limit is not None and offset + limit < count:
-        next_link = f"{base}?limit={limit}&offset={offset + limit}"
-    if limit is not None and offset > 0:
-        previous = f"{base}?limit={limit}&offset={max(offset - limit, 0)}"
-    return json_response(
-        {
-            "results": [workspace_view(ws, user) for ws in rows],
-            "meta": {"count": count},
-            "links": {"next": next_link, "previous": previous},
-        }
-    )
+    results, count = await ctx.store.run(load)
+    return json_response(_page_body(ctx, request, results, count, limit, offset))
 
 
 async def get_workspace(request: Request, ctx: Context) -> Response:
@@ -263,8 +293,8 @@ async def create_dataset(request: Request, ctx: Context) -> Response:
     if not isinstance(workspace_id, str) or not workspace_id:
         detail["workspace_id"] = ["This field is required: the id of the workspace the dataset belongs to."]
     schema_obj: dict[str, Any] | None = None
-    if "schema" in body:
-        raw_schema = body["schema"]
+    raw_schema = body.get("schema")
+    if raw_schema is not None:
         problems = _schema_detail(raw_schema)
         if problems:
             detail.update(problems)
@@ -274,9 +304,15 @@ async def create_dataset(request: Request, ctx: Context) -> Response:
         raise ApiError(400, detail)
     assert isinstance(name, str)
     assert isinstance(workspace_id, str)
-    if await ctx.store.run(Db.workspace, workspace_id) is None:
+    workspace = await ctx.store.run(Db.workspace, workspace_id)
+    if workspace is None:
         raise ApiError(404, f"Workspace not found: no workspace with id {workspace_id[:80]!r}.")
-    ds = await ctx.store.run(Db.create_dataset, name.strip(), workspace_id, schema_obj)
+    # The version is the workspace's: typed workspaces make V4 datasets (schema or not), others V3 and refuse a
+    # schema (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 6).
+    typed = bool(workspace["typed"])
+    if not typed and raw_schema is not None:
+        raise ApiError(400, {"schema": [UNTYPED_WORKSPACE_DETAIL]})
+    ds = await ctx.store.run(Db.create_dataset, name.strip(), workspace_id, 4 if typed else 3, schema_obj)
     return await _dataset_response(ctx, ds, 201)
 
 
@@ -455,14 +491,15 @@ async def list_batches(request: Request, ctx: Context) -> Response:
     workspace_id = request.query_params.get("workspace_id")
     if not workspace_id:
         raise ApiError(400, {"workspace_id": ["This query parameter is required."]})
+    limit, offset = _page_window(request)
 
-    def load(db: Db) -> list[dict[str, Any]]:
-        batches = db.batches(workspace_id)
+    def load(db: Db) -> tuple[list[dict[str, Any]], int]:
+        batches, count = db.batches(workspace_id, limit, offset)
         datasets = db.datasets_by_id([b["dataset_id"] for b in batches if b["dataset_id"]])
-        return [batch_view(b, datasets) for b in batches]
+        return [batch_view(b, datasets) for b in batches], count
 
-    results = await ctx.store.run(load)
-    return json_response({"results": results, "meta": {"count": len(results)}})
+    results, count = await ctx.store.run(load)
+    return json_response(_page_body(ctx, request, results, count, limit, offset))
 
 
 # the app ----------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.config import Pace, SandboxConfig
 from prolific_mcp.sandbox.faults import FaultPlan, RequestLog, parse_plan
 from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError, load_fault_file
-from prolific_mcp.sandbox.store import Store
+from prolific_mcp.sandbox.store import Db, Store
 
 log = logging.getLogger("prolific_mcp.sandbox")
 
@@ -126,6 +126,11 @@ class Sandbox:
         return self._server.workspace_id
 
     @property
+    def legacy_workspace_id(self) -> str:
+        """The seeded workspace without typed datasets: a dataset created there is V3, and a schema is refused."""
+        return self._store().call(Db.legacy_workspace_id)
+
+    @property
     def user_id(self) -> str:
         """The seeded user's id (24 hex digits)."""
         return self._server.user_id
@@ -169,9 +174,9 @@ class Sandbox:
         """Create a batch (the public API we emulate has no batch creation) so list-batches has something."""
         return self._store().call(seed_batch, workspace_id, dataset_id, name, status)
 
-    def seed_workspace(self, title: str, description: str = "") -> dict[str, Any]:
+    def seed_workspace(self, title: str, description: str = "", *, typed: bool = True) -> dict[str, Any]:
         """Create another workspace (to exercise pagination); returns it as the API shows it."""
-        return self._store().call(seed_workspace, title, description)
+        return self._store().call(seed_workspace, title, description, typed)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server and wait for its thread; interrupted imports resume on the next start."""

@@ -41,6 +41,12 @@ from prolific_mcp.sandbox.rows import (
 T = TypeVar("T")
 
 DB_FILENAME: Final = "sandbox.sqlite3"
+DEFAULT_WORKSPACE_DESCRIPTION: Final = "The local sandbox's workspace (typed datasets: V4)."
+LEGACY_WORKSPACE_TITLE: Final = "Sandbox workspace without typed datasets"
+LEGACY_WORKSPACE_DESCRIPTION: Final = (
+    "A workspace without the typed-datasets feature: a dataset created here is V3 (legacy CSV), and a schema is "
+    "refused."
+)
 OBJECTS_DIRNAME: Final = "objects"
 BUSY_TIMEOUT_MS: Final = 30_000
 PAGE_SIZE: Final = 16 * 1024
@@ -100,24 +106,41 @@ class Db:
     # set-up ---------------------------------------------------------------------------------------------------
 
     def initialise(self) -> None:
-        """Create the tables and seed the user, the workspace and the signing secret on first use."""
+        """Create the tables and seed the user, the two workspaces and the signing secret on first use.
+
+        The first workspace (the default) has typed datasets; the second has not, so a dataset created there is V3
+        (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 6). A state folder from before the second
+        workspace existed gets it on its next start.
+        """
         self.conn.executescript(SCHEMA_SQL)
         with self.transaction() as c:
-            if self._meta(c, "user_id") is not None:
-                return
+            columns = {row[1] for row in c.execute("PRAGMA table_info(workspaces)")}
+            if "typed" not in columns:
+                c.execute("ALTER TABLE workspaces ADD COLUMN typed INTEGER NOT NULL DEFAULT 1")
             now = self.clock.now()
-            user_id = new_hex_id()
-            c.execute(
-                "INSERT INTO users (id, first_name, last_name, email, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_id, "Sandbox", "Researcher", "researcher@sandbox.invalid", now),
-            )
-            c.execute(
-                "INSERT INTO workspaces (id, title, description, owner, created_at) VALUES (?, ?, ?, ?, ?)",
-                (new_hex_id(), "Sandbox workspace", "The local sandbox's workspace.", user_id, now),
-            )
-            c.execute("INSERT INTO meta (key, value) VALUES ('user_id', ?)", (user_id,))
-            c.execute("INSERT INTO meta (key, value) VALUES ('s3_secret', ?)", (secrets.token_hex(32),))
-            c.execute("INSERT INTO meta (key, value) VALUES ('s3_access_key', ?)", (_access_key_id(),))
+            user_id = self._meta(c, "user_id")
+            if user_id is None:
+                user_id = new_hex_id()
+                c.execute(
+                    "INSERT INTO users (id, first_name, last_name, email, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (user_id, "Sandbox", "Researcher", "researcher@sandbox.invalid", now),
+                )
+                c.execute(
+                    "INSERT INTO workspaces (id, title, description, owner, created_at, typed)"
+                    " VALUES (?, ?, ?, ?, ?, 1)",
+                    (new_hex_id(), "Sandbox workspace", DEFAULT_WORKSPACE_DESCRIPTION, user_id, now),
+                )
+                c.execute("INSERT INTO meta (key, value) VALUES ('user_id', ?)", (user_id,))
+                c.execute("INSERT INTO meta (key, value) VALUES ('s3_secret', ?)", (secrets.token_hex(32),))
+                c.execute("INSERT INTO meta (key, value) VALUES ('s3_access_key', ?)", (_access_key_id(),))
+            if self._meta(c, "legacy_workspace_id") is None:
+                legacy_id = new_hex_id()
+                c.execute(
+                    "INSERT INTO workspaces (id, title, description, owner, created_at, typed)"
+                    " VALUES (?, ?, ?, ?, ?, 0)",
+                    (legacy_id, LEGACY_WORKSPACE_TITLE, LEGACY_WORKSPACE_DESCRIPTION, user_id, now),
+                )
+                c.execute("INSERT INTO meta (key, value) VALUES ('legacy_workspace_id', ?)", (legacy_id,))
 
     @staticmethod
     def _meta(c: sqlite3.Connection, key: str) -> str | None:
@@ -137,10 +160,16 @@ class Db:
         return dict(row)
 
     def default_workspace_id(self) -> str:
-        row = self.conn.execute("SELECT id FROM workspaces ORDER BY pk LIMIT 1").fetchone()
+        """The seeded workspace with typed datasets (the first one)."""
+        row = self.conn.execute("SELECT id FROM workspaces WHERE typed = 1 ORDER BY pk LIMIT 1").fetchone()
         return str(row[0])
 
+    def legacy_workspace_id(self) -> str:
+        """The seeded workspace without typed datasets, where every dataset is V3."""
+        return self.meta("legacy_workspace_id")
+
     def workspaces(self, limit: int | None, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the workspaces (the default first) and how many there are."""
         count = self.conn.execute("SELECT COUNT(*) FROM workspaces").fetchone()[0]
         rows = self.conn.execute(
             "SELECT * FROM workspaces ORDER BY pk LIMIT ? OFFSET ?", (-1 if limit is None else limit, offset)
@@ -151,12 +180,13 @@ class Db:
         row = self.conn.execute("SELECT * FROM workspaces WHERE id = ?", (workspace_id,)).fetchone()
         return None if row is None else dict(row)
 
-    def create_workspace(self, title: str, description: str = "") -> dict[str, Any]:
+    def create_workspace(self, title: str, description: str = "", *, typed: bool = True) -> dict[str, Any]:
+        """A new workspace, with typed (V4) datasets unless `typed=False`."""
         workspace_id = new_hex_id()
         with self.transaction() as c:
             c.execute(
-                "INSERT INTO workspaces (id, title, description, owner, created_at) VALUES (?, ?, ?, ?, ?)",
-                (workspace_id, title, description, self.meta("user_id"), self.clock.now()),
+                "INSERT INTO workspaces (id, title, description, owner, created_at, typed) VALUES (?, ?, ?, ?, ?, ?)",
+                (workspace_id, title, description, self.meta("user_id"), self.clock.now(), int(typed)),
             )
         found = self.workspace(workspace_id)
         assert found is not None
@@ -164,9 +194,12 @@ class Db:
 
     # datasets ---------------------------------------------------------------------------------------------------
 
-    def create_dataset(self, name: str, workspace_id: str, schema: dict[str, Any] | None) -> DatasetRow:
+    def create_dataset(self, name: str, workspace_id: str, version: int, schema: dict[str, Any] | None) -> DatasetRow:
+        """A new dataset: V4 (`schema` None, or one with fields) or V3 (no schema); the caller decides which from the
+        workspace. A schema without fields is stored as no schema (docs/prolific-api.md, Where the docs are silent)."""
         dataset_id = new_uuid()
-        version = 3 if schema is None else 4
+        if version == 3 or (schema is not None and not schema.get("fields")):
+            schema = None
         with self.transaction() as c:
             c.execute(
                 "INSERT INTO datasets (id, name, workspace_id, created_by, created_at, version, schema,"
@@ -180,7 +213,7 @@ class Db:
                     version,
                     None if schema is None else orjson.dumps(schema).decode(),
                     0 if schema is None else 1,
-                    "UNINITIALISED" if schema is None else None,
+                    "UNINITIALISED" if version == 3 else None,
                 ),
             )
         found = self.dataset(dataset_id)
@@ -225,12 +258,13 @@ class Db:
         Released imports go back to `queued`, in their original arrival order, behind the work already queued.
         """
         now = self.clock.now()
+        fields = bool(schema.get("fields"))
         with self.transaction() as c:
             c.execute(
                 "UPDATE datasets SET schema = ?, schema_revision = schema_revision + 1 WHERE pk = ?",
-                (orjson.dumps(schema).decode(), dataset_pk),
+                (orjson.dumps(schema).decode() if fields else None, dataset_pk),
             )
-            if not schema.get("fields"):
+            if not fields:
                 return []
             parked = c.execute(
                 "SELECT pk, id FROM uploads WHERE dataset_pk = ? AND status = 'pending_schema' ORDER BY arrived_at, pk",
@@ -443,9 +477,14 @@ class Db:
             )
         return dict(self.conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone())
 
-    def batches(self, workspace_id: str) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM batches WHERE workspace_id = ? ORDER BY pk", (workspace_id,)).fetchall()
-        return [dict(r) for r in rows]
+    def batches(self, workspace_id: str, limit: int | None = None, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """One page of the workspace's batches, oldest first, and how many there are."""
+        count = self.conn.execute("SELECT COUNT(*) FROM batches WHERE workspace_id = ?", (workspace_id,)).fetchone()[0]
+        rows = self.conn.execute(
+            "SELECT * FROM batches WHERE workspace_id = ? ORDER BY pk LIMIT ? OFFSET ?",
+            (workspace_id, -1 if limit is None else limit, offset),
+        ).fetchall()
+        return [dict(r) for r in rows], int(count)
 
     # recovery ---------------------------------------------------------------------------------------------------
 

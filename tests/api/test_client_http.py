@@ -384,8 +384,8 @@ async def test_create_v3_and_patch_schema(clock: FakeClock) -> None:
             ) as server,
             make(server.url, clock) as client,
         ):
-            v3 = await client.create_dataset("Old", WS, None)
-            assert v3.schema_version == 3 and v3.status == "UNINITIALISED"
+            v3 = await client.create_dataset("Old", WS, DatasetSchema(strict=True))  # no fields: no schema key
+            assert v3.schema_version == 3 and v3.status == "UNINITIALISED" and not v3.is_v4
             update = await client.update_schema(DS, schema)
             assert update.migration_job_id == "job-1" and update.dataset.id == DS
             first = await client.update_schema(DS, schema)
@@ -396,6 +396,53 @@ async def test_create_v3_and_patch_schema(clock: FakeClock) -> None:
     assert server.connections[1].head == f"PATCH {DATASETS}/{DS} HTTP/1.1"
     assert orjson.loads(server.connections[1].body) == {"schema": {"strict": False, "fields": {"a": {"type": "text"}}}}
     assert len(server.connections) == 4
+
+
+@pytest.mark.anyio
+async def test_tolerated_answers_missing_ids_null_method_and_empty_bodies(clock: FakeClock) -> None:
+    """What Prolific's CLI copes with, we cope with (docs/prolific-api.md, What Prolific's CLI and OpenAPI add): an
+    import answer without its ids takes them from the request; `http_method: null` means PUT; a 2xx without a body
+    (a 204) to a schema update is success, and the dataset is read again; so is one carrying only the migration id.
+    """
+    schema = DatasetSchema(strict=False, fields={"a": SchemaField(type="text")})
+    with anyio.fail_after(10):
+        async with (
+            serve(
+                respond_json(200, orjson.dumps({"status": "complete", "accepted_count": 2})),
+                respond_json(200, orjson.dumps({"import_id": None, "dataset_id": "", "status": "processing"})),
+                respond_json(
+                    201, orjson.dumps({"upload_url": "https://s3.example/k", "http_method": None, "import_id": IMP})
+                ),
+                respond_json(201, orjson.dumps({"upload_url": "https://s3.example/k", "import_id": IMP})),
+                respond(204, b"", {}),
+                respond_json(200, dataset_body(schema={"strict": False, "fields": {"a": {"type": "text"}}})),
+                respond_json(200, orjson.dumps({"migration_job_id": "job-9"})),
+                respond_json(200, dataset_body()),
+                respond(200, b"", {"Content-Type": "application/json"}),
+            ) as server,
+            make(server.url, clock) as client,
+        ):
+            job = await client.get_import(DS, IMP)
+            assert (job.import_id, job.dataset_id, job.status, job.accepted_count) == (IMP, DS, "complete", 2)
+            running = await client.get_import(DS, IMP)
+            assert (running.import_id, running.dataset_id, running.is_terminal) == (IMP, DS, False)
+            for _ in range(2):
+                target = await client.get_upload_url(DS, "a.jsonl")
+                assert (target.http_method, target.import_id) == ("PUT", IMP)
+            empty = await client.update_schema(DS, schema)
+            assert empty.answer_empty and empty.migration_job_id is None
+            assert empty.dataset.dataset_schema is not None and list(empty.dataset.dataset_schema.fields) == ["a"]
+            bare = await client.update_schema(DS, schema)
+            assert (bare.migration_job_id, bare.answer_empty, bare.dataset.id) == ("job-9", False, DS)
+            with pytest.raises(UnexpectedResponseError, match=r"answer for dataset .* is empty"):
+                await client.get_dataset(DS)  # an empty body where a dataset is due is still an error
+    heads = [c.head.split(" ")[0] + " " + c.target for c in server.connections]
+    assert heads[4:8] == [
+        f"PATCH {DATASETS}/{DS}",
+        f"GET {DATASETS}/{DS}",
+        f"PATCH {DATASETS}/{DS}",
+        f"GET {DATASETS}/{DS}",
+    ]
 
 
 @pytest.mark.anyio
@@ -490,6 +537,55 @@ async def test_pagination_follows_meta_count_and_links_next(clock: FakeClock) ->
         f"/api/v1/data-collection/batches?workspace_id={WS}&limit=100&offset=1",
     ]
     assert len(targets) == 7
+
+
+@pytest.mark.anyio
+async def test_pagination_follows_links_next_href_objects(clock: FakeClock) -> None:
+    """Prolific's list shape: `_links.next.href` (an absolute URL on the API origin, null at the end) is followed as
+    given; a link to another origin is never followed (the token stays with the API: offset is stepped on the API
+    origin instead), and a link back to a page already read ends the walk."""
+    ws = "/api/v1/workspaces/"
+    origin: list[str] = []
+
+    def page(ids: list[str], href: str | None) -> bytes:
+        return orjson.dumps(
+            {
+                "results": [{"id": i, "title": i.upper()} for i in ids],
+                "meta": {"count": 9},
+                "_links": {"self": {"href": None}, "next": {"href": href}, "previous": {"href": None}},
+            }
+        )
+
+    def absolute(ids: list[str], path_and_query: str) -> Handler:
+        """A page whose next link is absolute on the server's own origin (known once it runs)."""
+
+        async def handler(stream: anyio.abc.SocketStream, conn: Conn) -> None:
+            await respond_json(200, page(ids, origin[0] + path_and_query))(stream, conn)
+
+        return handler
+
+    with anyio.fail_after(10):
+        async with serve(
+            absolute(["w1", "w2"], f"{ws}?limit=2&offset=2&cursor=abc"),
+            respond_json(200, page(["w3"], f"{ws}?limit=2&offset=3")),
+            respond_json(200, page(["w4"], None)),
+            respond_json(200, page(["x1"], "https://elsewhere.example/api/v1/workspaces/?offset=1")),
+            respond_json(200, page(["x2"], None)),
+            respond_json(200, page(["y1"], f"{ws}?limit=100&offset=0")),
+        ) as server:
+            origin.append(server.url)
+            async with make(server.url, clock) as client:
+                assert [w.id for w in await client.list_workspaces()] == ["w1", "w2", "w3", "w4"]
+                assert [w.id for w in await client.list_workspaces()] == ["x1", "x2"]
+                assert [w.id for w in await client.list_workspaces()] == ["y1"]
+    assert [c.target for c in server.connections] == [
+        f"{ws}?limit=100&offset=0",
+        f"{ws}?limit=2&offset=2&cursor=abc",
+        f"{ws}?limit=2&offset=3",
+        f"{ws}?limit=100&offset=0",
+        f"{ws}?limit=100&offset=1",
+        f"{ws}?limit=100&offset=0",
+    ]
 
 
 # --- the presigned PUT -------------------------------------------------------------------------------------------

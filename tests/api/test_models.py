@@ -20,6 +20,7 @@ from prolific_mcp.api.models import (
     SchemaField,
     UpdateSchemaRequest,
     UploadTarget,
+    V3Baseline,
     content_type_for,
 )
 
@@ -90,9 +91,15 @@ def test_request_bodies() -> None:
         "name": "n",
         "workspace_id": "w",
     }
-    assert CreateDatasetRequest(name="n", workspace_id="w", dataset_schema=schema).to_api()["schema"] == {
-        "strict": False,
-        "fields": {},
+    # A schema without fields is never sent: the workspace then decides the version (V4 unset, or V3).
+    assert CreateDatasetRequest(name="n", workspace_id="w", dataset_schema=schema).to_api() == {
+        "name": "n",
+        "workspace_id": "w",
+    }
+    typed = DatasetSchema(strict=True, fields={"a": SchemaField(type="text")})
+    assert CreateDatasetRequest(name="n", workspace_id="w", dataset_schema=typed).to_api()["schema"] == {
+        "strict": True,
+        "fields": {"a": {"type": "text"}},
     }
     assert UpdateSchemaRequest(dataset_schema=schema).to_api() == {"schema": {"strict": False, "fields": {}}}
 
@@ -220,3 +227,53 @@ def test_append_result_and_batches() -> None:
     batch = Batch.model_validate({"id": "b", "datasets": [{"id": "d1"}, {"id": "d2", "name": "x"}], "dataset_id": "d3"})
     assert batch.dataset_ids == ["d1", "d2", "d3"]
     assert Batch.model_validate({"id": "b", "dataset_id": "d1", "datasets": None}).dataset_ids == ["d1"]
+
+
+@pytest.mark.parametrize("method", [None, "", "  ", "put"])
+def test_upload_target_null_or_blank_method_means_put(method: object) -> None:
+    target = UploadTarget.from_api(
+        {"upload_url": "https://s3.example/k", "http_method": method, "import_id": "i"},
+        filename="a.jsonl",
+        dataset_id="d",
+    )
+    assert target.http_method == "PUT"
+
+
+def test_dataset_imports_get_the_dataset_id_and_unnamed_imports_are_left_out() -> None:
+    dataset = Dataset.model_validate(
+        {
+            **V4,
+            "imports": [
+                {"import_id": "i2", "status": "complete"},
+                {"status": "uninitialised"},
+                {"import_id": "i1", "dataset_id": "other", "status": "failed"},
+            ],
+        }
+    )
+    assert [(j.import_id, j.dataset_id) for j in dataset.imports or []] == [("i2", V4["id"]), ("i1", "other")]
+
+
+def test_schema_version_decides_the_version_and_nothing_else() -> None:
+    """Prolific's `schema_version` is read, never assumed: a V4 without a schema is V4, a V3 with one is V3."""
+    assert Dataset.model_validate({**V4, "schema": None, "imports": None}).is_v4
+    assert not Dataset.model_validate({**V4, "schema_version": "3"}).is_v4
+    assert Dataset.model_validate({"id": "x", "schema": None, "imports": []}).is_v4  # no version: what it carries
+
+
+def test_v3_baseline_tells_a_lingering_status_from_a_new_outcome() -> None:
+    before = V3Baseline.of(
+        Dataset.model_validate(
+            {"id": "d", "schema_version": 3, "status": "READY", "filename": "a.csv", "total_datapoint_count": 2}
+        )
+    )
+    assert before.may_linger
+    same = Dataset.model_validate(
+        {"id": "d", "schema_version": 3, "status": "READY", "filename": "a.csv", "total_datapoint_count": 2}
+    )
+    running = Dataset.model_validate({"id": "d", "schema_version": 3, "status": "PROCESSING", "filename": "b.csv"})
+    new = Dataset.model_validate(
+        {"id": "d", "schema_version": 3, "status": "ERROR", "filename": "b.csv", "total_datapoint_count": 2}
+    )
+    assert not before.changed(same) and not before.changed(running) and before.changed(new)
+    fresh = V3Baseline.of(Dataset.model_validate({"id": "d", "schema_version": 3, "status": "UNINITIALISED"}))
+    assert not fresh.may_linger

@@ -17,10 +17,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import httpx2
+import orjson
 import pytest
 
 from prolific_mcp import USER_AGENT
-from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api import client as client_module
+from prolific_mcp.api.client import DATASETS, ProlificClient
 from prolific_mcp.api.errors import (
     AmbiguousCreateError,
     AmbiguousSchemaUpdateError,
@@ -127,8 +129,12 @@ async def test_every_endpoint(sbx: Sandbox, clock: FakeClock, tmp_path: Path) ->
             view = await client.get_dataset(dataset.id)
             assert view.total_datapoint_count == 3 and [j.import_id for j in view.imports or []] == [import_id]
 
-            legacy = await client.create_dataset("Legacy", sbx.workspace_id, None)
-            assert legacy.schema_version == 3 and legacy.status == "UNINITIALISED"
+            unset = await client.create_dataset("No schema yet", sbx.workspace_id, None)
+            assert (unset.schema_version, unset.dataset_schema, unset.imports) == (4, None, [])
+
+            assert sbx.legacy_workspace_id in [w.id for w in workspaces]
+            legacy = await client.create_dataset("Legacy", sbx.legacy_workspace_id, None)
+            assert legacy.schema_version == 3 and legacy.status == "UNINITIALISED" and not legacy.is_v4
             v3 = await client.get_upload_url(legacy.id, "legacy.csv", expect_import_id=False)
             assert v3.content_type == "text/csv"
             csv = b"id,text,META_TASK_GROUP_ID\n1,hello,g1\n2,world,g1\n"
@@ -180,6 +186,7 @@ async def test_every_import_status(sbx: Sandbox, clock: FakeClock, tmp_path: Pat
             assert failed.status == "failed" and failed.reason
 
             empty = await client.create_dataset("No schema yet", sbx.workspace_id, DatasetSchema(strict=False))
+            assert empty.is_v4 and empty.dataset_schema is None  # an empty schema is not sent: the workspace's V4
             parked_id = await upload(client, tmp_path, empty.id, GOOD, "parked.jsonl")
             parked, _ = await wait_terminal(client, empty.id, parked_id)
             assert parked.status == "pending_schema" and parked.is_terminal
@@ -447,10 +454,68 @@ async def test_api_errors_from_the_sandbox(sbx: Sandbox, clock: FakeClock) -> No
             with pytest.raises(BadRequestError, match="sound") as info:
                 await client.create_dataset("Bad", sbx.workspace_id, bad)
             assert info.value.details
-            legacy = await client.create_dataset("Legacy", sbx.workspace_id, None)
+            legacy = await client.create_dataset("Legacy", sbx.legacy_workspace_id, None)
             with pytest.raises(BadRequestError):
                 await client.update_schema(legacy.id, SCHEMA)
+            with pytest.raises(BadRequestError, match="typed-dataset feature") as refused:
+                await client.create_dataset("Typed", sbx.legacy_workspace_id, SCHEMA)
+            assert refused.value.status == 400 and refused.value.details[0].startswith("schema: ")
     assert len(sent(sbx, "GET", contains=missing)) == 2  # no retries on 404
+
+
+# --- what Prolific's CLI copes with, over the sandbox ---------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_pages_follow_the_links_the_sandbox_serves(
+    sbx: Sandbox, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandbox serves Prolific's `_links.next.href`; the client follows it page by page to the last."""
+    monkeypatch.setattr(client_module, "PAGE_SIZE", 2)
+    for i in range(3):
+        sbx.seed_workspace(f"Paged {i}")
+    with anyio.fail_after(20):
+        async with client_for(sbx, clock) as client:
+            workspaces = await client.list_workspaces()
+    gets = sent(sbx, "GET", contains="/workspaces/")
+    total = len(workspaces)
+    assert total >= 5 and len({w.id for w in workspaces}) == total
+    assert {sbx.workspace_id, sbx.legacy_workspace_id} <= {w.id for w in workspaces}
+    assert [dict(parse_qsl(r.query)) for r in gets] == [
+        {"limit": "2", "offset": str(offset)} for offset in range(0, total, 2)
+    ]
+
+
+@pytest.mark.anyio
+async def test_answers_prolific_may_give_are_tolerated(sbx: Sandbox, clock: FakeClock, tmp_path: Path) -> None:
+    """An upload URL with `http_method: null`, an import answer without its ids, and a 204 to a schema change: the
+    upload goes through, the import is followed, and the change is read back from the dataset."""
+    with anyio.fail_after(20):
+        async with client_for(sbx, clock) as client:
+            dataset = await client.create_dataset("Tolerant", sbx.workspace_id, None)
+            async with httpx2.AsyncClient(base_url=sbx.url, headers={"Authorization": "Token t"}) as raw:
+                issued = (await raw.get(f"{DATASETS}/{dataset.id}/upload-url/data.jsonl")).json()
+            sbx.faults.add(
+                "GET */upload-url/*",
+                status=201,
+                body=orjson.dumps({**issued, "http_method": None}).decode(),
+                content_type="application/json",
+            )
+            target = await client.get_upload_url(dataset.id, "data.jsonl")
+            assert (target.http_method, target.import_id) == ("PUT", issued["import_id"])
+            await client.put_file(target, _file(tmp_path, GOOD), size=len(GOOD))
+
+            parked, _ = await wait_terminal(client, dataset.id, issued["import_id"])
+            assert parked.status == "pending_schema"
+            sbx.faults.add(f"PATCH {DATASETS}/{dataset.id}", status=204, body="", when="after")
+            update = await client.update_schema(dataset.id, SCHEMA)
+            assert update.answer_empty and update.dataset.dataset_schema == SCHEMA
+
+            sbx.faults.add(f"GET {DATASETS}/{dataset.id}/imports/*", status=200, body='{"status": "processing"}')
+            bare = await client.get_import(dataset.id, issued["import_id"])
+            assert (bare.import_id, bare.dataset_id, bare.status) == (issued["import_id"], dataset.id, "processing")
+            job, _ = await wait_terminal(client, dataset.id, issued["import_id"])
+            assert (job.status, job.accepted_count) == ("complete", 2)
 
 
 # --- redaction ---------------------------------------------------------------------------------------------------

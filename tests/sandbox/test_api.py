@@ -35,19 +35,41 @@ def test_seeded_user_and_workspace(sbx: Sandbox, api: httpx2.Client) -> None:
 
 
 def test_workspace_pagination(fresh: Sandbox, fresh_api: httpx2.Client) -> None:
+    """Prolific's list shape: `_links.next` and `_links.previous` are objects with an absolute `href`, null at
+    either end (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 1)."""
     for i in range(4):
         fresh.seed_workspace(f"Extra {i}")
-    page = fresh_api.get("/api/v1/workspaces/", params={"limit": 2, "offset": 1}).json()
-    assert page["meta"]["count"] == 5
+    page = fresh_api.get("/api/v1/workspaces/", params={"limit": 2, "offset": 2}).json()
+    assert page["meta"]["count"] == 6  # the two seeded workspaces (typed, and without typed datasets) first
     assert [w["title"] for w in page["results"]] == ["Extra 0", "Extra 1"]
-    assert page["links"]["next"].endswith("/api/v1/workspaces/?limit=2&offset=3")
-    assert page["links"]["previous"].endswith("?limit=2&offset=0")
-    last = fresh_api.get("/api/v1/workspaces/", params={"limit": 2, "offset": 4}).json()
-    assert [w["title"] for w in last["results"]] == ["Extra 3"]
-    assert last["links"]["next"] is None
+    assert page["_links"]["next"] == {"href": f"{fresh.url}/api/v1/workspaces/?limit=2&offset=4"}
+    assert page["_links"]["previous"] == {"href": f"{fresh.url}/api/v1/workspaces/?limit=2&offset=0"}
+    assert page["_links"]["self"] == {"href": f"{fresh.url}/api/v1/workspaces/?limit=2&offset=2"}
+    assert "links" not in page
+    following = fresh_api.get(page["_links"]["next"]["href"]).json()
+    assert [w["title"] for w in following["results"]] == ["Extra 2", "Extra 3"]
+    assert following["_links"]["next"] == {"href": None}
+    first = fresh_api.get("/api/v1/workspaces/", params={"limit": 2}).json()
+    assert [w["id"] for w in first["results"]] == [fresh.workspace_id, fresh.legacy_workspace_id]
+    assert first["_links"]["previous"] == {"href": None}
+    everything = fresh_api.get("/api/v1/workspaces/").json()
+    assert len(everything["results"]) == 6 and everything["_links"]["next"] == {"href": None}
     bad = fresh_api.get("/api/v1/workspaces/", params={"limit": "x"})
     assert bad.status_code == 400
     assert "limit" in error_of(bad)["detail"]
+
+
+def test_batch_list_pages_keep_the_workspace_in_their_links(fresh: Sandbox, fresh_api: httpx2.Client) -> None:
+    for i in range(3):
+        fresh.seed_batch(fresh.workspace_id, None, name=f"Batch {i}")
+    page = fresh_api.get(
+        "/api/v1/data-collection/batches", params={"workspace_id": fresh.workspace_id, "limit": 2}
+    ).json()
+    assert page["meta"]["count"] == 3 and [b["name"] for b in page["results"]] == ["Batch 0", "Batch 1"]
+    href = page["_links"]["next"]["href"]
+    assert href == f"{fresh.url}/api/v1/data-collection/batches?workspace_id={fresh.workspace_id}&limit=2&offset=2"
+    rest = fresh_api.get(href).json()
+    assert [b["name"] for b in rest["results"]] == ["Batch 2"] and rest["_links"]["next"] == {"href": None}
 
 
 def test_unknown_workspace_is_404(api: httpx2.Client) -> None:
@@ -120,8 +142,34 @@ def test_create_v4_dataset(sbx: Sandbox, api: httpx2.Client) -> None:
     assert get_dataset(api, ds["id"]) == ds
 
 
+def test_without_schema_a_typed_workspace_makes_v4_with_schema_null(sbx: Sandbox, api: httpx2.Client) -> None:
+    """The version is the workspace's (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 6): no `schema`
+    in the default (typed) workspace is a V4 dataset whose schema is null; an empty schema counts as none."""
+    for schema in (None, {"strict": False, "fields": {}}):
+        ds = create_dataset(api, sbx.workspace_id, schema=schema)
+        assert (ds["schema_version"], ds["schema"], ds["imports"]) == (4, None, [])
+        assert "status" not in ds and get_dataset(api, ds["id"]) == ds
+    explicit_null = api.post(DATASETS, json={"name": "n", "workspace_id": sbx.workspace_id, "schema": None})
+    assert explicit_null.status_code == 201 and explicit_null.json()["schema_version"] == 4
+
+
+def test_a_workspace_without_typed_datasets_makes_v3_and_refuses_a_schema(sbx: Sandbox, api: httpx2.Client) -> None:
+    refused = api.post(DATASETS, json={"name": "typed", "workspace_id": sbx.legacy_workspace_id, "schema": SCHEMA})
+    assert refused.status_code == 400
+    detail = error_of(refused)["detail"]
+    assert list(detail) == ["schema"] and "typed-dataset feature" in detail["schema"][0]
+    empty = api.post(
+        DATASETS,
+        json={"name": "empty", "workspace_id": sbx.legacy_workspace_id, "schema": {"strict": False, "fields": {}}},
+    )
+    assert empty.status_code == 400  # any schema at all, as Prolific's CLI describes it
+    seeded = sbx.seed_workspace("Also untyped", typed=False)
+    assert create_dataset(api, seeded["id"], schema=None)["schema_version"] == 3
+    assert create_dataset(api, sbx.seed_workspace("Typed again")["id"], schema=None)["schema_version"] == 4
+
+
 def test_create_v3_dataset(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    ds = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     assert ds["schema_version"] == 3
     assert ds["status"] == "UNINITIALISED"
     assert ds["filename"] is None
@@ -148,7 +196,6 @@ def test_v4_status_endpoint_has_no_status(sbx: Sandbox, api: httpx2.Client) -> N
             {"strict": True, "fields": {"a": {"type": "task_group_id"}, "b": {"type": "task_group_id"}}},
             "schema.fields",
         ),
-        (None, "schema"),
         ([], "schema"),
     ],
 )
@@ -242,7 +289,7 @@ def test_upload_url_v4(sbx: Sandbox, api: httpx2.Client) -> None:
 
 
 def test_upload_url_v3(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    ds = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     up = upload_url(api, ds["id"], "images.zip")
     assert up["content_type"] == "application/zip"
     assert "import_id" not in up

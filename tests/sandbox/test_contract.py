@@ -77,8 +77,22 @@ def test_contract_flow(paced: Sandbox) -> None:
         assert view["imports"][0]["import_id"] == b["import_id"]
         assert second["duplicate_count"] == 36
 
+        # The version is the workspace's: no schema in the default (typed) workspace is V4 with schema null; the
+        # first other workspace that gives V3 is the one without typed datasets, and it refuses a schema.
+        d4 = create_dataset(api, wid, schema=None, name="contract no schema")
+        assert (str(d4["schema_version"]), d4["schema"]) == ("4", None)
+        untyped = None
+        for w in ws.json()["results"][1:]:
+            probe = create_dataset(api, w["id"], schema=None, name="contract probe")
+            if str(probe["schema_version"]) == "3":
+                untyped = w["id"]
+                break
+        assert untyped == paced.legacy_workspace_id
+        refused = api.post(DATASETS, json={"name": "contract typed", "workspace_id": untyped, "schema": SCHEMA})
+        assert refused.status_code == 400 and "error" in refused.json()
+
         v3_body = b"id,text,META_source,META_TASK_GROUP_ID\n1,hello,web,g1\n2,world,web,g1\n3,again,app,g2\n"
-        d3 = create_dataset(api, wid, schema=None, name="contract v3")
+        d3 = create_dataset(api, untyped, schema=None, name="contract v3")
         assert (str(d3["schema_version"]), d3["status"]) == ("3", "UNINITIALISED")
         u3 = upload_url(api, d3["id"], "v3.csv")
         put(u3["upload_url"], v3_body, u3["content_type"])

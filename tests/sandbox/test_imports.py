@@ -176,8 +176,8 @@ def test_total_is_cumulative_and_imports_most_recent_first(sbx: Sandbox, api: ht
 
 
 def test_pending_schema_released_by_first_schema(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema={"strict": False, "fields": {}})
-    assert ds["schema_version"] == 4
+    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    assert (ds["schema_version"], ds["schema"]) == (4, None)
     first = upload(api, ds["id"], "one.jsonl", jsonl([record(i) for i in range(3)]))
     second = upload(api, ds["id"], "two.csv", contract_csv())
     parked = wait_import(api, ds["id"], first["import_id"])
@@ -237,7 +237,7 @@ def test_other_datasets_do_not_wait(paced: Sandbox, paced_api: httpx2.Client) ->
 
 
 def test_v3_csv_goes_ready(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    ds = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     body = b"id,text,META_source,META_TASK_GROUP_ID\n1,hello,web,g1\n2,world,web,g1\n3,again,app,g2\n"
     upload(api, ds["id"], "v3.csv", body)
     assert v3_settled(api, ds["id"]) == "READY"
@@ -258,12 +258,12 @@ def test_v3_zip_and_errors(sbx: Sandbox, api: httpx2.Client) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         archive.writestr("folder/data.csv", "text,META_TASK_GROUP_ID\na,1\nb,1\n")
-    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    ds = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     upload(api, ds["id"], "data.zip", buf.getvalue())
     wait_for(lambda: True if get_dataset(api, ds["id"])["status"] == "READY" else None)
     assert get_dataset(api, ds["id"])["total_datapoint_count"] == 2
     for filename, body in [("bad.csv", b""), ("bad.zip", b"not a zip"), ("rows.csv", b"a,b\n1,2,3\n")]:
-        broken = create_dataset(api, sbx.workspace_id, schema=None)
+        broken = create_dataset(api, sbx.legacy_workspace_id, schema=None)
         upload(api, broken["id"], filename, body)
         assert v3_settled(api, broken["id"]) == "ERROR", filename
         assert get_dataset(api, broken["id"])["total_datapoint_count"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from prolific_mcp.sandbox import Pace, Sandbox, SandboxStartError
+from prolific_mcp.sandbox.store import DB_FILENAME
 
 from .conftest import client
 from .support import (
@@ -97,7 +99,7 @@ def test_queued_and_processing_work_continues_after_restart(tmp_path: Path) -> N
         ds = create_dataset(api, first.workspace_id)
         up = upload(api, ds["id"], "a.jsonl", jsonl([record(1), record(2)]))
         assert get_import(api, ds["id"], up["import_id"])["status"] == "queued"
-        v3 = create_dataset(api, first.workspace_id, schema=None)
+        v3 = create_dataset(api, first.legacy_workspace_id, schema=None)
         upload(api, v3["id"], "v3.csv", b"text\nhello\n")
         assert get_dataset(api, v3["id"])["status"] == "PROCESSING"
     with Sandbox.start(state_dir=tmp_path, pace="fast") as second, client(second) as api:
@@ -179,3 +181,34 @@ def test_unusable_state_folder(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(SandboxStartError, match="cannot use the state folder"):
         Sandbox.start(state_dir=blocker / "state", pace="fast")
+
+
+def test_a_state_folder_from_before_the_second_workspace_gets_it(tmp_path: Path) -> None:
+    """A state folder written before workspaces had a typed flag: on the next start every existing workspace is
+    typed, the workspace without typed datasets is added, and the datasets already there keep their versions."""
+    with Sandbox.start(state_dir=tmp_path, pace="fast") as first, client(first) as api:
+        workspace_id = first.workspace_id
+        v4 = create_dataset(api, workspace_id)
+    conn = sqlite3.connect(tmp_path / DB_FILENAME)
+    with conn:
+        conn.execute("DELETE FROM workspaces WHERE id = (SELECT value FROM meta WHERE key = 'legacy_workspace_id')")
+        conn.execute("DELETE FROM meta WHERE key = 'legacy_workspace_id'")
+        conn.execute("ALTER TABLE workspaces DROP COLUMN typed")
+        old_v3 = "0192a3b5-e8f9-7a0b-1c2d-00000000003a"
+        conn.execute(
+            "INSERT INTO datasets (id, name, workspace_id, created_by, created_at, version, v3_status)"
+            " SELECT ?, 'old v3', ?, created_by, created_at, 3, 'UNINITIALISED' FROM datasets LIMIT 1",
+            (old_v3, workspace_id),
+        )
+    conn.close()
+    with Sandbox.start(state_dir=tmp_path, pace="fast") as second, client(second) as api:
+        assert second.workspace_id == workspace_id
+        legacy = second.legacy_workspace_id
+        listed = [w["id"] for w in api.get("/api/v1/workspaces/").json()["results"]]
+        assert listed == [workspace_id, legacy]
+        assert create_dataset(api, workspace_id, schema=None)["schema_version"] == 4
+        assert create_dataset(api, legacy, schema=None)["schema_version"] == 3
+        assert get_dataset(api, v4["id"])["schema"] == SCHEMA
+        assert get_dataset(api, old_v3)["schema_version"] == 3
+    with Sandbox.start(state_dir=tmp_path, pace="fast") as third:
+        assert third.legacy_workspace_id == legacy  # added once

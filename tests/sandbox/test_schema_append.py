@@ -47,7 +47,7 @@ def test_identity_is_the_shared_record_digest() -> None:
 
 
 def test_patch_v3_is_400(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    ds = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     response = api.patch(f"{DATASETS}/{ds['id']}", json={"schema": SCHEMA})
     assert response.status_code == 400
     assert "V3" in error_of(response)["detail"]
@@ -66,8 +66,8 @@ def test_patch_validation(sbx: Sandbox, api: httpx2.Client) -> None:
 
 
 def test_first_schema_on_an_empty_v4_dataset(sbx: Sandbox, api: httpx2.Client) -> None:
-    ds = create_dataset(api, sbx.workspace_id, schema={"strict": False, "fields": {}})
-    assert ds["schema"] == {"strict": False, "fields": {}}
+    ds = create_dataset(api, sbx.workspace_id, schema=None)
+    assert (ds["schema_version"], ds["schema"]) == (4, None)
     patched = api.patch(f"{DATASETS}/{ds['id']}", json={"schema": SCHEMA})
     assert patched.status_code == 200
     body = patched.json()
@@ -197,9 +197,9 @@ def test_append_limits_and_refusals(sbx: Sandbox, api: httpx2.Client) -> None:
     assert "JSON array" in error_of(array)["detail"]
     empty = api.post(url, content=b"", headers=NDJSON)
     assert empty.status_code == 400
-    v3 = create_dataset(api, sbx.workspace_id, schema=None)
+    v3 = create_dataset(api, sbx.legacy_workspace_id, schema=None)
     assert api.post(f"{DATASETS}/{v3['id']}/datapoints", content=jsonl([record(1)]), headers=NDJSON).status_code == 400
-    bare = create_dataset(api, sbx.workspace_id, schema={"strict": False, "fields": {}})
+    bare = create_dataset(api, sbx.workspace_id, schema=None)
     no_schema = api.post(f"{DATASETS}/{bare['id']}/datapoints", content=jsonl([record(1)]), headers=NDJSON)
     assert no_schema.status_code == 400
     assert "no schema" in error_of(no_schema)["detail"]
