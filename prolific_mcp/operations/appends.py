@@ -55,6 +55,18 @@ async def append_records(
 ) -> AppendRecordsResult:
     dataset_id = checked_id(dataset_id, "dataset_id")
     body = append_body(records)
+    dataset = await deps.client.get_dataset(dataset_id)
+    if not dataset.is_v4:
+        raise OperationError(
+            f"dataset {dataset_id} is a legacy V3 dataset, which takes no appends: upload the whole CSV again with "
+            f'upload_file(dataset_id="{dataset_id}", path=...) (a V3 upload replaces its data)'
+        )
+    if dataset.dataset_schema is None or dataset.dataset_schema.is_empty:
+        raise OperationError(
+            f"dataset {dataset_id} has no schema yet, and appends need one to check the records against: set it "
+            f'first with set_schema(dataset_id="{dataset_id}", fields=[...], strict=false) (suggest_schema proposes '
+            "fields from a file), then append again. Nothing was sent."
+        )
     planner = PollPlanner()
 
     async def attempt() -> AppendResult | None:

@@ -16,6 +16,7 @@ from prolific_mcp.operations.results import (
     DatasetSummary,
     FieldInfo,
     ImportInfo,
+    MigrationInfo,
     WorkspaceInfo,
     WorkspacesResult,
 )
@@ -103,7 +104,7 @@ def dataset_result(deps: Deps, dataset: Dataset, batches: list[str] | None = Non
     result = DatasetResult(
         mode=deps.mode,
         id=dataset.id,
-        name=dataset.name,
+        name=one_line(dataset.name or "", 200) or None,
         version=4 if dataset.is_v4 else 3,
         workspace_id=dataset.workspace_id,
         total_datapoint_count=dataset.total_datapoint_count,
@@ -119,7 +120,23 @@ def dataset_result(deps: Deps, dataset: Dataset, batches: list[str] | None = Non
 async def get_dataset(deps: Deps, dataset_id: str) -> DatasetResult:
     dataset = await deps.client.get_dataset(checked_id(dataset_id, "dataset_id"))
     await deps.remember(dataset, "touched")
-    return dataset_result(deps, dataset)
+    result = dataset_result(deps, dataset)
+    job_id = deps.migrations.get(dataset.id)
+    if job_id is not None:
+        try:
+            migration = await deps.client.get_migration(dataset.id, job_id)
+        except ProlificError as exc:
+            return result.with_text(f"{result.text}\nSchema migration {job_id}: {render.error_text(exc)}")
+        result.migration = MigrationInfo(
+            job_id=migration.job_id,
+            status=migration.status,
+            reprocessed_count=migration.reprocessed_count,
+            failed_count=migration.failed_count,
+            reason=one_line(migration.reason, 300) if migration.reason else None,
+        )
+        line = render.migration_status(dataset.id, migration, dataset.total_datapoint_count)
+        return result.with_text(f"{result.text}\n{line}")
+    return result
 
 
 async def create_dataset(

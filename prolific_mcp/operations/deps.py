@@ -61,6 +61,8 @@ class Deps:
     options: ServiceOptions
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    migrations: dict[str, str] = field(default_factory=dict)
+    """The latest schema migration this server started, by dataset id: get_dataset shows its status."""
     _account: str | None = None
     _account_lock: anyio.Lock = field(default_factory=anyio.Lock)
 

@@ -84,6 +84,9 @@ class DatasetResult(Result):
     imports: list[ImportInfo] = Field(default_factory=list, description="most recent first (at most 10)")
     batches: list[str] = Field(default_factory=list, description="ids of known batches using this dataset")
     created: bool = Field(default=False, description="true when this call created the dataset")
+    migration: MigrationInfo | None = Field(
+        default=None, description="the latest schema migration this server started on the dataset, as it stands"
+    )
 
 
 class SchemaChange(BaseModel):
@@ -122,12 +125,24 @@ class RejectionGroupInfo(BaseModel):
     fix: str
 
 
+class KeyCheckInfo(BaseModel):
+    """How the file's keys compare with the schema's (a non-empty list means data would go in without a column)."""
+
+    missing_keys: list[str] = Field(default_factory=list, description="schema keys no record has a value for")
+    unknown_keys: list[str] = Field(
+        default_factory=list, description="file keys the schema does not have: their values would be dropped"
+    )
+    likely_renames: dict[str, str] = Field(default_factory=dict, description="file key → the schema key it likely is")
+    warning: str = Field(description="the warning, with the calls that fix it")
+
+
 class PreflightInfo(BaseModel):
     sha256: str
     size: int
     record_count: int
     expected_rejections: int = Field(description="records the local check expects Prolific to reject")
     groups: list[RejectionGroupInfo] = Field(default_factory=list)
+    keys: KeyCheckInfo | None = Field(default=None, description="set when the file's keys and the schema's differ")
 
 
 class ImportResult(Result):
@@ -168,6 +183,7 @@ class ValidateResult(Result):
     record_count: int
     expected_rejections: int
     groups: list[RejectionGroupInfo] = Field(default_factory=list)
+    keys: KeyCheckInfo | None = Field(default=None, description="set when the file's keys and the schema's differ")
     sha256: str
     size: int
 

@@ -41,14 +41,15 @@ def check_schema_change(dataset: Dataset, diff: SchemaDiff, *, allow_destructive
         before, after = diff.task_group_moved
         raise OperationError(
             f"the dataset has {count:,} datapoints, so its task_group_id field cannot move "
-            f"({before or 'none'} → {after or 'none'}): keep {before or 'no'} task_group_id field, or create a new "
-            "dataset for the new grouping"
+            f"({before or 'none'} → {after or 'none'}): "
+            + (f"keep {before} as the task_group_id field" if before else "keep the schema without a task_group_id")
+            + ", or create a new dataset for the new grouping"
         )
     if count > 0 and diff.destructive and not allow_destructive and not dry_run:
         raise OperationError(
-            f"this change would {'; '.join(diff.describe())} on a dataset with {count:,} datapoints: existing values "
-            "of those fields would be re-checked and may be set to null. Call again with allow_destructive=true to "
-            "go ahead (dry_run=true shows the diff only)."
+            f"this change would {'; '.join(diff.describe())} on a dataset with {count:,} datapoints: the existing "
+            "datapoints would be re-checked against the new schema, and values that no longer fit may be set to "
+            "null. Call again with allow_destructive=true to go ahead (dry_run=true shows the diff only)."
         )
 
 
@@ -78,6 +79,12 @@ async def set_schema(
     if dry_run or diff.empty:
         text = (
             f"Dry run on {dataset_id}: would {summary}. Nothing was changed."
+            + (
+                f" On this dataset's {dataset.total_datapoint_count:,} datapoints the change is destructive: the "
+                "real call needs allow_destructive=true."
+                if diff.destructive and (dataset.total_datapoint_count or 0) > 0
+                else ""
+            )
             if dry_run
             else f"The schema of {dataset_id} already matches: nothing to change."
         )
@@ -98,7 +105,10 @@ async def _apply(deps: Deps, dataset: Dataset, new: Schema, wait: float, progres
     info: MigrationInfo | None = None
     finished = True
     if update.migration_job_id:
-        migration = await wait_migration(deps, dataset_id, update.migration_job_id, wait, progress)
+        deps.migrations[dataset_id] = update.migration_job_id  # get_dataset shows its status from now on
+        migration = await wait_migration(
+            deps, dataset_id, update.migration_job_id, wait, progress, datapoints=dataset.total_datapoint_count
+        )
         info = MigrationInfo(
             job_id=migration.job_id,
             status=migration.status,
@@ -124,17 +134,21 @@ async def _apply(deps: Deps, dataset: Dataset, new: Schema, wait: float, progres
 
 
 async def wait_migration(
-    deps: Deps, dataset_id: str, job_id: str, wait: float, progress: Progress | None
+    deps: Deps,
+    dataset_id: str,
+    job_id: str,
+    wait: float,
+    progress: Progress | None,
+    *,
+    datapoints: int | None = None,
 ) -> MigrationJob:
-    """Follow a schema migration until it ends or the wait is over; its last known state."""
+    """Follow a schema migration until it ends or the wait is over (progress by the datapoints re-checked of the
+    dataset's `datapoints`); its last known state."""
     planner = PollPlanner()
-    value = 0.0
 
     async def report(migration: MigrationJob) -> None:
-        nonlocal value
         if progress is not None:
-            value = 100.0 if migration.is_terminal else min(99.0, value + 1.0)
-            await progress(value, render.migration_progress(migration))
+            await progress(*render.migration_progress(migration, datapoints))
 
     fetch = partial(deps.client.get_migration, dataset_id, job_id)
     pace = lambda m: (m.status, m.reprocessed_count)  # noqa: E731

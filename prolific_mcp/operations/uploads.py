@@ -17,6 +17,7 @@ import anyio
 from prolific_mcp.api.errors import ProlificError
 from prolific_mcp.api.models import Dataset, ImportJob
 from prolific_mcp.operations import render
+from prolific_mcp.operations.checks import key_findings
 from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, ended, file_format, local_schema
 from prolific_mcp.operations.results import ImportResult, PreflightInfo
 from prolific_mcp.records import FileFormat, RecordRules
@@ -90,13 +91,15 @@ async def upload_file(
 ) -> ImportResult:
     dataset_id = checked_id(dataset_id, "dataset_id")
     display, resolved = _source(deps, path, content, filename)
-    chosen = file_format(display, fmt)
     wait = deps.clamp_wait(wait_seconds)
     opened = deps.open(resolved) if resolved is not None else open_inline(deps, str(content), str(filename))
     handed_to_job = False
     try:
+        chosen = file_format(display, fmt)  # after the open: a directory is named as such, not as a format
         dataset = await deps.client.get_dataset(dataset_id)
-        plan, preflight = await _plan(deps, dataset, opened, display, chosen, inline=resolved is None)
+        plan, preflight = await _plan(
+            deps, dataset, opened, display, chosen, inline=resolved is None, path=path or display
+        )
         job, stored, orphans = await job_for(deps, plan, force, dataset)
         if job is None:
             assert stored is not None
@@ -114,7 +117,7 @@ async def upload_file(
 
 
 async def _plan(
-    deps: Deps, dataset: Dataset, opened: OpenedFile, display: str, fmt: FileFormat, *, inline: bool
+    deps: Deps, dataset: Dataset, opened: OpenedFile, display: str, fmt: FileFormat, *, inline: bool, path: str
 ) -> tuple[UploadPlan, PreflightInfo]:
     """Check the file against the dataset (pre-flight) and decide everything the upload needs."""
     v3 = not dataset.is_v4
@@ -137,6 +140,16 @@ async def _plan(
     )
     if report.failure is not None:
         raise OperationError(f"{display} cannot be imported: {report.failure}. Nothing was uploaded.")
+    if v3:
+        breaking = render.v3_breaking_rows(dataset.id, display, report.groups)
+        if breaking is not None:
+            raise OperationError(breaking)
+    keys = key_findings(
+        report, schema, name=display, path=path, dataset_id=dataset.id, datapoints=dataset.total_datapoint_count
+    )
+    if keys.refusal is not None:
+        raise OperationError(f"{keys.refusal}\nNothing was uploaded.")
+    preflight.keys = keys.info
     key = UploadKey(deps.options.origin, await deps.account_id(), dataset.id, report.sha256, report.size)
     plan = UploadPlan(
         key=key,
@@ -254,6 +267,7 @@ async def _finished(
         suggested_schema=explained.suggested_schema,
         write_problem=explained.write_problem,
         inline=facts.inline and bool(latest.errors),
+        key_warning=facts.preflight.keys.warning if facts.preflight and facts.preflight.keys else None,
     )
     return result.with_text(render.import_summary(outcome))
 

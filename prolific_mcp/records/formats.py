@@ -75,10 +75,16 @@ def encoding_problem(head: bytes) -> str | None:
 
     `head` is the first bytes of the file (a multi-byte character cut at its end is fine).
     """
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 2 and b"\x00" in head[:4096]):
+    signed = next((kind for signature, kind in _SIGNATURES if head.startswith(signature)), None)
+    if signed is None and (head.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_pattern(head[:4096])):
         return (
             "the file is UTF-16 (or another wide encoding), not UTF-8: save or export it again as UTF-8 "
             "(in Excel: 'CSV UTF-8 (Comma delimited)')"
+        )
+    kind = _binary_kind(head)
+    if kind is not None:
+        return f"this is a binary file ({kind}), not text: pass the .jsonl or .csv file that holds the records" + (
+            " (in Excel: File > Save As > 'CSV UTF-8 (Comma delimited)')" if "Excel" in kind else ""
         )
     try:
         head.decode("utf-8")
@@ -88,6 +94,40 @@ def encoding_problem(head: bytes) -> str | None:
                 f"the file is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start}): "
                 "save it again as UTF-8"
             )
+    return None
+
+
+_SIGNATURES: Final = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive, which is also what an Excel .xlsx workbook is"),
+    (b"\xd0\xcf\x11\xe0", "an Office document, such as an old Excel .xls workbook"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"SQLite format 3", "an SQLite database"),
+)
+
+
+def _utf16_pattern(head: bytes) -> bool:
+    """Text in UTF-16 without a BOM: mostly ASCII, so nearly every other byte (odd ones for little-endian, even
+    ones for big-endian) is NUL and the rest are not."""
+    if len(head) < 4 or b"\x00" not in head:
+        return False
+    even, odd = head[0::2], head[1::2]
+    for zeros, chars in ((odd, even), (even, odd)):
+        if zeros.count(0) >= 0.9 * len(zeros) and chars.count(0) <= 0.1 * len(chars):
+            return True
+    return False
+
+
+def _binary_kind(head: bytes) -> str | None:
+    """What a binary file is ('a PNG image', ...), 'binary data' for any other NUL byte, None for text."""
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if b"\x00" in head[:4096]:
+        return "it holds NUL bytes, which text never does"
     return None
 
 

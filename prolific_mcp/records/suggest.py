@@ -80,9 +80,17 @@ def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> Su
         values: dict[str, list[object]] = {}
         present: dict[str, int] = {}
         sampled = 0
+        unreadable: list[tuple[int, str]] = []
+        """(line, reason) of the records that could not be read (the first few), counted in `skipped`."""
+        skipped = 0
         try:
             for rec in iter_records(stream, fmt):
                 if rec.value is None:
+                    skipped += 1
+                    if len(unreadable) < 10:
+                        unreadable.append((rec.line, rec.raw_error or "unreadable"))
+                    if skipped >= sample and not sampled:
+                        break
                     continue
                 sampled += 1
                 for key, value in rec.value.items():
@@ -96,6 +104,17 @@ def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> Su
         except FileFailure as exc:
             raise ValueError(exc.reason) from None
     notes: list[str] = []
+    if skipped and not sampled:
+        line, reason = unreadable[0]
+        what = "the file is not JSON Lines: none of its lines" if fmt == "jsonl" else "none of the CSV's rows"
+        raise ValueError(f"{what} could be read as a record (line {line}: {reason})")
+    if skipped:
+        lines = ", ".join(str(line) for line, _ in unreadable) + (", …" if skipped > len(unreadable) else "")
+        notes.append(
+            f"{skipped:,} line{'s' if skipped > 1 else ''} could not be read and {'were' if skipped > 1 else 'was'} "
+            f"left out (line{'s' if skipped > 1 else ''} {lines}; line {unreadable[0][0]}: {unreadable[0][1][:120]}): "
+            "validate_file lists them all"
+        )
     fields: dict[str, dict[str, str]] = {}
     reasons: dict[str, str] = {}
     group_taken = False
@@ -162,8 +181,9 @@ class SchemaDiff:
 
     @property
     def destructive(self) -> bool:
-        """Removals and type changes re-normalise (and may null) existing datapoints."""
-        return bool(self.removed or self.retyped)
+        """Removals and type changes re-normalise (and may null) existing datapoints; strict false → true re-checks
+        every datapoint against fields it may lack. The same rule for the check, the dry run and the next call."""
+        return bool(self.removed or self.retyped or self.strict_changed == (False, True))
 
     def describe(self) -> list[str]:
         lines = []

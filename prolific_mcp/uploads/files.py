@@ -39,6 +39,8 @@ from prolific_mcp.uploads.rejections import Grouper, RejectionGroup
 S3_SINGLE_PUT_LIMIT: Final = 5 * 1024**3
 INLINE_CONTENT_LIMIT: Final = 1024 * 1024
 READ_CHUNK: Final = 1024 * 1024
+MAX_FILE_KEYS: Final = 1000
+"""The pre-flight notes at most this many distinct keys of a file (enough to compare with any schema)."""
 
 T = TypeVar("T")
 
@@ -274,6 +276,12 @@ class ScanReport:
     rejected: int = 0
     missing_everywhere: list[str] = dataclasses.field(default_factory=list)
     """Strict-schema keys no record has: every record would be rejected."""
+    parsed: int = 0
+    """Records that could be read (the rest are unreadable lines or rows)."""
+    file_keys: list[str] = dataclasses.field(default_factory=list)
+    """The keys the records use, in the order first seen (at most MAX_FILE_KEYS; only with a schema)."""
+    missing_keys: list[str] = dataclasses.field(default_factory=list)
+    """Schema keys no record has a value for (strict or not; only with a schema)."""
 
     @property
     def ok(self) -> bool:
@@ -297,9 +305,12 @@ def scan_file(
     active = schema if schema is not None and not schema.is_empty else None
     problem_of = RecordValidator(active, rules).problem if active is not None else None
     grouper = Grouper()
-    unseen = set(active.keys) if active is not None and active.strict else set()
-    """Strict-schema keys no record has had a value for yet."""
-    count = rejected = 0
+    unseen = set(active.keys) if active is not None else set()
+    """Schema keys no record has had a value for yet."""
+    keys: dict[str, None] = {}
+    """The keys the records use, in order (a dict keeps the order), while there are fewer than MAX_FILE_KEYS."""
+    count = rejected = parsed = 0
+    first_unreadable: tuple[int, str] | None = None
     failure: str | None = None
     problem: tuple[str | None, str] | None
     try:
@@ -314,9 +325,15 @@ def scan_file(
             value = rec.value
             if value is None:
                 problem = (RAW_FIELD, rec.raw_error or "Unreadable record")
+                if first_unreadable is None:
+                    first_unreadable = (rec.line, problem[1])
             elif problem_of is None:
+                parsed += 1
                 continue
             else:
+                parsed += 1
+                if len(keys) < MAX_FILE_KEYS:
+                    keys.update(dict.fromkeys(value))
                 if unseen:
                     unseen = {k for k in unseen if value.get(k) is None}
                 problem = problem_of(value)
@@ -330,6 +347,8 @@ def scan_file(
         pass
     if expected_size is not None and raw.hashed != expected_size:
         failure = "the file changed while it was being read: try again once it is stable"
+    if failure is None and count and not parsed and first_unreadable is not None:
+        failure = unreadable_file(fmt, count, *first_unreadable)
     missing: list[str] = []
     if failure is None and active is not None and active.strict and count:
         missing = [k for k in active.keys if k in unseen]
@@ -350,7 +369,20 @@ def scan_file(
         groups=grouper.groups(),
         rejected=rejected,
         missing_everywhere=missing,
+        parsed=parsed,
+        file_keys=list(keys),
+        missing_keys=[k for k in active.keys if k in unseen] if active is not None and parsed else [],
     )
+
+
+def unreadable_file(fmt: FileFormat, count: int, line: int, reason: str) -> str:
+    """Why a file none of whose records can be read cannot be imported (the real problem, not a missing field)."""
+    if fmt == "jsonl":
+        return (
+            f"the file is not JSON Lines: none of its {count:,} non-blank lines is a JSON object (line {line}: "
+            f'{reason}). JSON Lines holds one JSON object per line, such as {{"review": "Great"}}'
+        )
+    return f"no row of the CSV can be read (line {line}: {reason}): check that it is a comma-separated CSV file"
 
 
 def file_sha256(fd: int) -> str:

@@ -112,6 +112,11 @@ class UploadJob:
         return None
 
     @property
+    def queued_for_slot(self) -> bool:
+        """True while the job waits in the queue for an upload slot (all slots busy)."""
+        return self._slot is not None and not self._slot.is_set()
+
+    @property
     def in_put(self) -> bool:
         """True until the file has been fully received: cancelling now aborts the upload."""
         return self.phase in ("waiting_for_slot", "requesting_url", "uploading")

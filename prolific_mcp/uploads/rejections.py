@@ -34,13 +34,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("prolific_mcp.uploads")
 
 MAX_GROUPS: Final = 50
-"""At most this many groups (two are kept for 'other problems' and 'not itemised')."""
+"""At most this many groups in a structured result (two are kept for OTHER and NOT_ITEMISED)."""
 MAX_RECORD_NUMBERS: Final = 20
 """At most this many record (and line) numbers per group."""
 MAX_TEXT: Final = 2000
 """At most this many characters in a summary of rejections, whatever their number."""
+MAX_GROUPS_SHOWN: Final = 10
+"""At most this many groups written out in a text summary; the rest are counted in one '… and N more' line."""
+MAX_EXCERPTS: Final = 5
+"""At most this many excerpts from the file in a text summary."""
 NOT_ITEMISED: Final = "not itemised by Prolific"
-OTHER: Final = "other problems"
+OTHER: Final = "other causes (more kinds of problem than a summary lists)"
 READ_BUFFER: Final = 1024 * 1024
 
 
@@ -108,8 +112,11 @@ class Grouper:
                 group.lines.append(line)
 
     def groups(self, rejected_count: int | None = None) -> list[RejectionGroup]:
-        """Largest first; with `rejected_count`, the records counted but not listed form a last group."""
-        ordered = sorted(self._groups.values(), key=lambda g: (-g.count, g.record_indexes[:1] or [0]))
+        """Largest first, then the OTHER group (never first: it names no single cause); with `rejected_count`, the
+        records counted but not listed form a last NOT_ITEMISED group."""
+        ordered = sorted(
+            self._groups.values(), key=lambda g: (g.reason == OTHER, -g.count, g.record_indexes[:1] or [0])
+        )
         if rejected_count is not None and rejected_count > self.added:
             ordered.append(RejectionGroup(None, NOT_ITEMISED, count=rejected_count - self.added))
         return ordered
