@@ -326,6 +326,19 @@ class FileChangedError(UploadError):
         self.seen = seen
 
 
+class FileEditedError(FileChangedError):
+    """The file kept its size but its bytes no longer hash to the sha256 the pre-flight checked (edited in place)."""
+
+    def __init__(self, size: int) -> None:
+        UploadError.__init__(
+            self,
+            "the file changed during upload, nothing was imported: it was edited in place (same size, different "
+            "bytes from those checked before the upload). Upload it again once it no longer changes",
+        )
+        self.expected = size
+        self.seen = size
+
+
 class UnsafeUploadUrlError(UploadError):
     """The upload URL Prolific returned is refused before any byte is sent (scheme, host, userinfo)."""
 

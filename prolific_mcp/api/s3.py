@@ -8,6 +8,7 @@ encoding), in constant memory, and re-read from byte 0 on every attempt. Nothing
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import re
@@ -22,6 +23,7 @@ import httpx2
 
 from prolific_mcp.api.errors import (
     FileChangedError,
+    FileEditedError,
     ProlificError,
     UnexpectedResponseError,
     UnsafeUploadUrlError,
@@ -403,8 +405,13 @@ class _Progress:
             await result
 
 
-async def _body(reader: _Reader, size: int, chunk_size: int, progress: _Progress) -> AsyncIterator[bytes]:
-    """Yield the file's `size` bytes; raise FileChangedError before the last byte if it is shorter or longer."""
+async def _body(
+    reader: _Reader, size: int, chunk_size: int, progress: _Progress, expected_sha256: str | None = None
+) -> AsyncIterator[bytes]:
+    """Yield the file's `size` bytes, hashing them as they go; raise FileChangedError before the last byte if the
+    file is shorter or longer, and FileEditedError if the bytes sent do not hash to `expected_sha256` (the file
+    was edited in place at the same size)."""
+    digest = hashlib.sha256()
     offset = 0
     if size == 0 and await reader.read_at(0, 1):
         raise FileChangedError(0, 1, grew=True)
@@ -418,6 +425,11 @@ async def _body(reader: _Reader, size: int, chunk_size: int, progress: _Progress
             raise FileChangedError(size, offset + len(chunk), grew=True)
         if len(chunk) < want:
             raise FileChangedError(size, offset + len(chunk), grew=False)
+        if expected_sha256 is not None:
+            digest.update(chunk)
+            # Checked before the final chunk goes out, so an edited file never reaches the store whole.
+            if last and digest.hexdigest() != expected_sha256:
+                raise FileEditedError(size)
         offset += want
         await progress(offset)
         yield chunk
@@ -435,8 +447,12 @@ async def put_presigned(
     timing: Timing,
     deadline: float,
     sandbox: bool,
+    expected_sha256: str | None = None,
 ) -> PutResult:
-    """PUT `size` bytes of `source` to `target.upload_url` with the S3_PUT retry rule; see ProlificClient.put_file."""
+    """PUT `size` bytes of `source` to `target.upload_url` with the S3_PUT retry rule; see ProlificClient.put_file.
+
+    With `expected_sha256` (the pre-flight's hash), the bytes are hashed as they are sent and a mismatch stops the
+    PUT before its last chunk (FileEditedError)."""
     url = check_upload_url(target.upload_url, sandbox=sandbox)
     if target.http_method.upper() != "PUT":
         raise UnexpectedResponseError(
@@ -458,7 +474,7 @@ async def put_presigned(
         request = http.build_request(
             "PUT",
             url,
-            content=_body(reader, size, chunk_size, progress),
+            content=_body(reader, size, chunk_size, progress, expected_sha256),
             headers={"Content-Type": ctype, "Content-Length": str(size)},
         )
         for name in ("authorization", "user-agent", "cookie"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -14,16 +12,16 @@ from typing import Any, Final
 
 import anyio
 
-from prolific_mcp.api.errors import ProlificError
-from prolific_mcp.api.models import Dataset, ImportJob
+from prolific_mcp.api.errors import NotFoundError, ProlificError
+from prolific_mcp.api.models import Dataset, ImportJob, V3Baseline
 from prolific_mcp.operations import render
 from prolific_mcp.operations.checks import key_findings
 from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, ended, file_format, local_schema
-from prolific_mcp.operations.results import ImportResult, PreflightInfo
+from prolific_mcp.operations.results import ImportResult, PreflightInfo, field_list
 from prolific_mcp.records import FileFormat, RecordRules
 from prolific_mcp.text import one_line
+from prolific_mcp.uploads import files
 from prolific_mcp.uploads.files import (
-    INLINE_CONTENT_LIMIT,
     FileAccessError,
     OpenedFile,
     file_sha256,
@@ -33,35 +31,23 @@ from prolific_mcp.uploads.files import (
     upload_filename,
 )
 from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadPlan, follow
-from prolific_mcp.uploads.ledger import UploadKey, UploadRow
+from prolific_mcp.uploads.ledger import IN_FLIGHT_STATES, Claim, LedgerError, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.rejections import Explained, explain
 
-LIVE_ELSEWHERE_SECONDS: Final = 120.0
-"""An upload another process recorded this recently is taken to be alive when its owner cannot be checked."""
+ATTACH_POLL_SECONDS: Final = 0.2
+"""How often a call attached to another call's or process's upload looks at the ledger row again."""
+ATTACH_MIN_SECONDS: Final = 5.0
+"""A call attaches this long at least (even with wait_seconds=0): the owner is about to start its job."""
+MAX_CLAIMS: Final = 5
 
 
 def open_inline(deps: Deps, content: str, filename: str) -> OpenedFile:
-    """Small inline data, written to a private temporary file and opened like any other file."""
-    data = content.encode("utf-8")
-    if len(data) > INLINE_CONTENT_LIMIT:
-        raise OperationError(
-            f"content is {len(data):,} bytes, over the 1 MiB inline limit: save it to a file inside an allowed "
-            "directory and pass path instead"
-        )
-    if not data.strip():
-        raise OperationError("content is empty: there is nothing to upload")
-    folder = deps.options.state_dir / "inline"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="inline-", suffix="-" + os.path.basename(filename)[-60:], dir=folder)
+    """Small inline data, staged privately in the state directory and opened like any other file."""
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    try:
-        return open_regular_file(Path(name))
-    finally:
-        os.unlink(name)
+        return files.open_inline(content, filename, deps.options.state_dir / "inline")
+    except FileAccessError as exc:
+        raise OperationError(str(exc)) from None
 
 
 def _source(deps: Deps, path: str | None, content: str | None, filename: str | None) -> tuple[str, Path | None]:
@@ -100,7 +86,7 @@ async def upload_file(
         plan, preflight = await _plan(
             deps, dataset, opened, display, chosen, inline=resolved is None, path=path or display
         )
-        job, stored, orphans = await job_for(deps, plan, force, dataset)
+        job, stored, orphans = await job_for(deps, plan, force, dataset, wait)
         if job is None:
             assert stored is not None
             return await stored_outcome(deps, stored, plan, preflight)
@@ -161,42 +147,106 @@ async def _plan(
         opened=opened,
         local_path=None if inline else opened.path,
         v3=v3,
+        v3_before=V3Baseline.of(dataset) if v3 else None,
         allowed_dirs=deps.options.allowed_dirs,
     )
     return plan, preflight
 
 
-async def job_for(
-    deps: Deps, plan: UploadPlan, force: bool, dataset: Dataset
-) -> tuple[UploadJob | None, UploadRow | None, list[str]]:
-    """The ledger's resume rules (docs/architecture.md, The ledger): (a job to follow, or None and the stored row
-    whose outcome stands; the imports left behind)."""
+Decision = tuple[UploadJob | None, UploadRow | None, list[str]]
+"""(a job to follow, or None and the stored row whose outcome stands; the imports left behind, checked empty)."""
+
+
+async def job_for(deps: Deps, plan: UploadPlan, force: bool, dataset: Dataset, wait: float = 0.0) -> Decision:
+    """The ledger's resume rules (docs/architecture.md, The ledger), decided by one atomic claim: however many
+    calls and processes race, one of them uploads and the others attach to its upload."""
     live = deps.jobs.job_for_key(plan.key)
     if live is not None:
         return live, None, []
-    row = await anyio.to_thread.run_sync(deps.ledger.latest_upload, plan.key)
-    orphans: list[str] = []
-    if row is not None and not force:
-        if row.state == "uploaded" and row.import_id:
+    deadline = deps.clock() + max(wait, ATTACH_MIN_SECONDS)
+    for _ in range(MAX_CLAIMS):
+        claim = await anyio.to_thread.run_sync(
+            partial(
+                deps.ledger.claim,
+                plan.key,
+                filename=plan.filename,
+                local_path=str(plan.local_path) if plan.local_path else None,
+                fmt=plan.fmt,
+                record_count=plan.record_count,
+                force=force,
+            )
+        )
+        if claim.status == "owner":
+            return await _own(deps, plan, claim)
+        row = claim.row
+        if claim.status == "uploaded":
             return deps.jobs.watch_import(plan, row), None, []
-        if row.state in ("complete", "partial"):
+        if claim.status == "finished":
+            if row.state == "pending_schema" and row.import_id:
+                schema = dataset.dataset_schema
+                if schema is not None and not schema.is_empty:
+                    current = await deps.client.get_import(plan.dataset_id, row.import_id)
+                    if current.status != "pending_schema":
+                        return deps.jobs.watch_import(plan, row), None, []
             return None, row, []
-        if row.state == "pending_schema" and row.import_id:
-            schema = dataset.dataset_schema
-            if schema is None or schema.is_empty:
-                return None, row, []
-            current = await deps.client.get_import(plan.dataset_id, row.import_id)
-            if current.status != "pending_schema":
+        attached = await _attach(deps, plan, row, deadline)
+        if attached is not None:
+            return attached
+    raise OperationError(
+        f"the upload of {plan.filename} to dataset {plan.dataset_id} kept being started and abandoned by other "
+        "calls: call upload_file again in a minute"
+    )
+
+
+async def _own(deps: Deps, plan: UploadPlan, claim: Claim) -> Decision:
+    """This call won the claim: adopt an abandoned import that holds the file, or start the upload. The claim is
+    released if anything fails before the job takes it over."""
+    try:
+        orphans: list[str] = []
+        previous = claim.superseded
+        if previous is not None and previous.import_id and not plan.v3:
+            if await _received_file(deps, plan, previous.import_id):
+                row = await anyio.to_thread.run_sync(deps.ledger.adopt, claim.row.id, previous.id)
                 return deps.jobs.watch_import(plan, row), None, []
-        if row.state in ("url_issued", "uploading"):
-            alive = row.owner_alive()
-            recent = time.time() - row.updated_at < LIVE_ELSEWHERE_SECONDS
-            if alive or (alive is None and recent):
-                raise OperationError(render.uploading_elsewhere(plan.dataset_id, row.import_id))
-            await anyio.to_thread.run_sync(deps.ledger.set_state, row.id, "orphaned")
-            if row.import_id:
-                orphans.append(row.import_id)
-    return deps.jobs.start_upload(plan), None, orphans
+            orphans.append(previous.import_id)
+        return deps.jobs.start_upload(plan, row=claim.row), None, orphans
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(deps.ledger.release, claim.row.id)
+        raise
+
+
+async def _received_file(deps: Deps, plan: UploadPlan, import_id: str) -> bool:
+    """Whether an abandoned import received the file (its status is past `uninitialised`): checked before it is
+    ever called empty. An import Prolific no longer has holds nothing."""
+    try:
+        current = await deps.client.get_import(plan.dataset_id, import_id)
+    except NotFoundError:
+        return False
+    except ProlificError as exc:
+        raise OperationError(
+            f"an earlier upload of this file left import {import_id}, and whether it received the file could not "
+            f"be checked ({render.error_text(exc)}): nothing was uploaded again; call upload_file again in a minute"
+        ) from None
+    return current.status != "uninitialised"
+
+
+async def _attach(deps: Deps, plan: UploadPlan, row: UploadRow, deadline: float) -> Decision | None:
+    """Follow an upload another call or process holds; None when it was given up (claim again)."""
+    while True:
+        job = deps.jobs.job_for_key(plan.key)
+        if job is not None:
+            return job, None, []
+        current = await anyio.to_thread.run_sync(deps.ledger.upload, row.id)
+        if current is None or current.state in ("orphaned", "cancelled"):
+            return None  # released before its URL, or abandoned: the next claim decides again
+        if current.state not in IN_FLIGHT_STATES:
+            if current.state == "failed" and current.import_id:
+                return deps.jobs.watch_import(plan, current), None, []
+            return None  # uploaded or finished: the next claim follows it or returns its outcome
+        if deps.clock() >= deadline:
+            raise OperationError(render.uploading_elsewhere(plan.dataset_id, current.import_id))
+        await deps.sleep(ATTACH_POLL_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +261,8 @@ class _Facts:
     from_ledger: bool = False
     inline: bool = False
     v3: bool = False
+    path: str | None = None
+    """The local file (None for inline content): the next call names it."""
 
 
 def _result(deps: Deps, facts: _Facts, status: str, finished: bool, value: float) -> ImportResult:
@@ -232,7 +284,9 @@ def _unfinished(
     deps: Deps, facts: _Facts, result: ImportResult, message: str, *, uploading: bool, gave_up: bool
 ) -> ImportResult:
     wait = deps.clamp_wait(None)
-    result.next_call = render.next_call(facts.dataset_id, facts.import_id, uploading=uploading, wait=wait)
+    result.next_call = render.next_call(
+        facts.dataset_id, facts.import_id, uploading=uploading, wait=wait, path=facts.path, filename=facts.filename
+    )
     return result.with_text(render.still_going(message, gave_up=gave_up, then=result.next_call))
 
 
@@ -250,7 +304,13 @@ async def _finished(
     result.reason = one_line(latest.reason, 500) if latest.reason else None
     result.groups = render.group_infos(explained.groups)
     result.rejected_file = rejected_file
+    suggested = field_list(explained.suggested_schema) if explained.suggested_schema else None
+    result.next_call = render.after_import(
+        facts.dataset_id, latest.status, path=facts.path, rejected_file=rejected_file, suggested_fields=suggested
+    )
+    result.untrusted_file_excerpts = render.file_excerpts(explained.groups)
     outcome = render.ImportOutcome(
+        next_call=result.next_call,
         dataset_id=facts.dataset_id,
         import_id=facts.import_id,
         filename=facts.filename,
@@ -275,12 +335,24 @@ async def _finished(
 async def job_result(deps: Deps, job: UploadJob, finished: bool, preflight: PreflightInfo | None) -> ImportResult:
     """The result of a live job after the wait: its outcome, or where it stands and the call that goes on."""
     plan = job.plan
-    if job.error is not None or job.cancelled:
-        if job.error is not None and not (job.put_failed and job.import_id):
-            raise job.error
-        raise OperationError(render.upload_ended(job.error, plan.filename, job.import_id, put_failed=job.put_failed))
+    watch_failed = job.error is not None and job.file_received and job.import_id is not None
+    if (job.error is not None or job.cancelled) and not watch_failed:
+        error = job.error
+        if isinstance(error, LedgerError):
+            raise OperationError(f"{error}: call upload_file again with the same arguments") from None
+        if error is not None and job.unchecked and job.import_id:
+            raise OperationError(render.upload_unchecked(error, plan.dataset_id, job.import_id, deps.clamp_wait(None)))
+        if error is not None and not (job.put_failed and job.import_id):
+            raise error
+        raise OperationError(render.upload_ended(error, plan.filename, job.import_id, put_failed=job.put_failed))
     facts = _Facts(
-        plan.dataset_id, job.import_id, plan.filename, plan.record_count, preflight, inline=plan.local_path is None
+        plan.dataset_id,
+        job.import_id,
+        plan.filename,
+        plan.record_count,
+        preflight,
+        inline=plan.local_path is None,
+        path=str(plan.local_path) if plan.local_path is not None else None,
     )
     value, message = render.progress(job)
     latest = job.latest
@@ -290,12 +362,16 @@ async def job_result(deps: Deps, job: UploadJob, finished: bool, preflight: Pref
     result = _result(deps, facts, status, finished and job.terminal_status is not None, value)
     result.orphaned_imports = list(job.orphans)
     result.rejected_written = job.rejected_written
+    if watch_failed and job.error is not None:  # the file is up: the answer still names the import and next call
+        message = f"uploaded; following import {job.import_id} stopped on an error: {render.error_text(job.error)}"
+        return _unfinished(deps, facts, result, message, uploading=False, gave_up=False)
     if not result.finished:
         result.rejected_file = job.rejected_file
         return _unfinished(deps, facts, result, message, uploading=job.in_put, gave_up=job.watch_gave_up)
     if plan.v3:
         ok = job.v3_status == "READY"
         result.status = "complete" if ok else "failed"
+        result.next_call = render.after_import(plan.dataset_id, result.status, path=facts.path)
         return result.with_text(render.v3_outcome(plan.dataset_id, plan.filename, plan.record_count, ok))
     assert latest is not None
     if job.groups is None:
@@ -325,13 +401,21 @@ async def stored_outcome(deps: Deps, row: UploadRow, plan: UploadPlan, preflight
         write_file=write,
     )
     facts = _Facts(
-        plan.dataset_id, row.import_id, plan.filename, plan.record_count, preflight, True, plan.local_path is None
+        plan.dataset_id,
+        row.import_id,
+        plan.filename,
+        plan.record_count,
+        preflight,
+        True,
+        plan.local_path is None,
+        path=str(plan.local_path) if plan.local_path is not None else None,
     )
     result = _result(deps, facts, row.state, True, 100.0)
     result.rejected_written = explained.rejected_written
     if plan.v3:
         ok = row.state == "complete"
         text = render.v3_outcome(plan.dataset_id, plan.filename, plan.record_count, ok)
+        result.next_call = render.after_import(plan.dataset_id, row.state, path=facts.path)
         result = result.with_text(text)
     else:
         result = await _finished(deps, facts, result, latest, explained, explained.rejected_file or row.rejected_file)
@@ -359,7 +443,7 @@ async def get_import_status(
     name = row.filename if row is not None else import_id
     records = row.record_count if row is not None else None
     latest = await _watch_import(deps, dataset_id, import_id, name, records, wait, progress)
-    facts = _Facts(dataset_id, import_id, name, records)
+    facts = _Facts(dataset_id, import_id, name, records, path=row.local_path if row is not None else None)
     value, message = render.import_progress(name, records, latest)
     result = _result(deps, facts, latest.status, latest.is_terminal, value)
     if not latest.is_terminal:

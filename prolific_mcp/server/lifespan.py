@@ -22,7 +22,7 @@ from prolific_mcp.net import is_loopback_url, origin_of
 from prolific_mcp.operations.deps import Deps, OperationError, ServiceOptions
 from prolific_mcp.operations.results import Mode
 from prolific_mcp.server.supervisor import SandboxSupervisor
-from prolific_mcp.settings import Settings
+from prolific_mcp.settings import Settings, prepare_state_dir
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
 
@@ -62,8 +62,12 @@ class AppState:
         return self.service
 
     def take_notices(self) -> str | None:
-        """What the next result must also say (the sandbox was started again), once."""
-        return None if self.supervisor is None else self.supervisor.take_notices()
+        """What the next result must also say, once: the sandbox was started again; a damaged ledger was replaced."""
+        notices = [
+            self.supervisor.take_notices() if self.supervisor is not None else None,
+            self.service.ledger.take_notice() if self.service is not None else None,
+        ]
+        return " ".join(n for n in notices if n) or None
 
 
 def sandbox_state_dir(settings: Settings) -> Path:
@@ -107,8 +111,7 @@ async def _run_services(state: AppState, stop: anyio.Event) -> None:
 async def _start(state: AppState, stack: AsyncExitStack) -> None:
     settings = state.settings
     if state.mode == "sandbox":
-        folder = sandbox_state_dir(settings)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = prepare_state_dir(sandbox_state_dir(settings))  # names PROLIFIC_MCP_STATE_DIR if it cannot
         token: str | None = "sandbox-token"  # noqa: S105 (a sandbox given by URL accepts any token)
         if state.sandbox_url is not None:
             api_url = state.sandbox_url

@@ -17,8 +17,9 @@ from prolific_mcp.operations import datasets as ops
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import Result, structured
-from prolific_mcp.redaction import redact
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
+from prolific_mcp.server.tools import safe_data, safe_text
+from prolific_mcp.settings import StateDirError
 
 
 def _json(value: Any) -> str:
@@ -37,11 +38,12 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         try:
             service = await holder.get()
             value = await make(service)
-            return value if isinstance(value, str) else _json(value)
         except NotFoundError as exc:
-            raise ResourceNotFoundError(f"{uri}: {redact(render.error_text(exc))}") from None
-        except (OperationError, ProlificError, InvalidIdError) as exc:
-            raise ResourceError(f"{uri}: {redact(render.error_text(exc))}") from None
+            raise ResourceNotFoundError(f"{uri}: {safe_text(render.error_text(exc))}") from None
+        except (OperationError, ProlificError, InvalidIdError, StateDirError) as exc:
+            raise ResourceError(f"{uri}: {safe_text(render.error_text(exc))}") from None
+        # The tools' output filter: nothing invisible, no secret, whatever Prolific or a file put in the value.
+        return safe_text(value) if isinstance(value, str) else _json(safe_data(value))
 
     @mcp.resource(
         "prolific://workspaces",

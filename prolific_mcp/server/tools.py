@@ -8,6 +8,7 @@ do (and never carries a secret).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -34,6 +35,7 @@ from prolific_mcp.operations.results import (
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 from prolific_mcp.text import for_agent
 
+log = logging.getLogger("prolific_mcp.server")
 R = TypeVar("R", bound=Result)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,13 +76,13 @@ def safe_text(text: str) -> str:
     return for_agent(text)
 
 
-def _safe_data(value: Any) -> Any:
+def safe_data(value: Any) -> Any:
     if isinstance(value, str):
         return safe_text(value)
     if isinstance(value, dict):
-        return {safe_text(k) if isinstance(k, str) else k: _safe_data(v) for k, v in value.items()}
+        return {safe_text(k) if isinstance(k, str) else k: safe_data(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_safe_data(v) for v in value]
+        return [safe_data(v) for v in value]
     return value
 
 
@@ -91,7 +93,7 @@ def to_call_result(result: Result, notice: str | None = None) -> CallToolResult:
     if result.mode == "sandbox":
         text = f"{SANDBOX_LINE}\n{text}"
     content: list[Any] = [TextContent(type="text", text=safe_text(text)), *_links(result)]
-    return CallToolResult(content=content, structured_content=_safe_data(structured(result)))
+    return CallToolResult(content=content, structured_content=safe_data(structured(result)))
 
 
 def changed_uris(result: Result) -> list[str]:
@@ -124,10 +126,20 @@ async def run_tool(
     except (OperationError, ProlificError, InvalidIdError) as exc:
         notice = holder.take_notices()
         raise ToolError(prefix + (f"{notice} " if notice else "") + safe_text(render.error_text(exc))) from None
+    except Exception as exc:  # never a bare "Error executing tool": name the operation and the next step
+        tool = _tool_name(call)
+        log.exception("%s failed unexpectedly", tool)
+        raise ToolError(prefix + safe_text(render.unexpected_failure(tool, exc))) from None
     if ctx is not None:
         for uri in changed_uris(result):
             await ctx.notify_resource_updated(uri)
     return to_call_result(result, holder.take_notices())
+
+
+def _tool_name(call: Callable[..., Any]) -> str:
+    """The tool a `run_tool` call serves, from the operation's or the tool's own name (for unexpected errors)."""
+    parts = [p for p in getattr(call, "__qualname__", "").split(".") if p not in ("<locals>", "<lambda>")]
+    return parts[-1] if parts else "the tool"
 
 
 def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:

@@ -21,12 +21,18 @@ import anyio
 import anyio.abc
 
 from prolific_mcp.api.client import ProlificClient
-from prolific_mcp.api.errors import UploadUrlExpiredError
-from prolific_mcp.api.models import ImportJob
+from prolific_mcp.api.errors import (
+    AmbiguousUploadUrlError,
+    FileChangedError,
+    ProlificError,
+    UploadError,
+    UploadUrlExpiredError,
+)
+from prolific_mcp.api.models import ImportJob, V3Baseline
 from prolific_mcp.records import FileFormat
 from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
-from prolific_mcp.uploads.ledger import Ledger, UploadKey, UploadRow
+from prolific_mcp.uploads.ledger import ClaimLost, Ledger, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner, poll_until
 from prolific_mcp.uploads.rejections import RejectionGroup, explain
 
@@ -55,6 +61,8 @@ class UploadPlan:
     """The open file to PUT (None when only watching an import that was already uploaded)."""
     local_path: Path | None
     v3: bool = False
+    v3_before: V3Baseline | None = None
+    """A V3 dataset's state before this upload (its previous READY or ERROR is not this file's outcome)."""
     write_rejected: bool = True
     allowed_dirs: Sequence[Path] = ()
     """Where the rejected-records file may be written (beside `local_path`, checked again when writing)."""
@@ -87,6 +95,11 @@ class UploadJob:
     put_attempts: int = 0
     put_failed: bool = False
     """The upload ended with an error before the file was fully received: its import never got the file."""
+    file_received: bool = False
+    """The import has the file (the PUT succeeded, or it was found to have it): from here on every answer names the
+    import and the call that follows it, whatever happens while watching."""
+    unchecked: bool = False
+    """The upload ended with an error and whether its import received the file could not be checked."""
     done: anyio.Event = field(default_factory=anyio.Event)
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _scope: anyio.CancelScope | None = None
@@ -219,15 +232,16 @@ class UploadManager:
 
     # ----- starting -----
 
-    def start_upload(self, plan: UploadPlan) -> UploadJob:
+    def start_upload(self, plan: UploadPlan, row: UploadRow | None = None) -> UploadJob:
         """Start a new upload, or queue it for a slot; raises UploadBusyError when the queue is full.
 
-        The slot or the place in the queue is taken here, before anything awaits, so that calls arriving together
-        never overfill the queue.
+        `row` is the ledger's claim for this upload (`Ledger.claim`): the job records its import on it, and
+        releases it if it ends before asking for an upload URL. The slot or the place in the queue is taken here,
+        before anything awaits, so that calls arriving together never overfill the queue.
         """
         if self._tg is None:
             raise RuntimeError("the upload manager is not running")
-        job = UploadJob(plan)
+        job = UploadJob(plan, ledger_row=row)
         if self._active < self.max_uploads and not self._waiting:
             self._active += 1
         elif len(self._waiting) >= self.queue_limit:
@@ -248,7 +262,7 @@ class UploadManager:
         existing = self.job_for_import(plan.dataset_id, row.import_id or "")
         if existing is not None:
             return existing
-        job = UploadJob(plan, phase="watching", import_id=row.import_id, ledger_row=row)
+        job = UploadJob(plan, phase="watching", import_id=row.import_id, ledger_row=row, file_received=True)
         if row.import_id:
             self._jobs[(plan.dataset_id, row.import_id)] = job
         self._by_key[plan.key] = job
@@ -276,7 +290,14 @@ class UploadManager:
     async def _finish(self, job: UploadJob) -> None:
         with anyio.CancelScope(shield=True):
             row = job.ledger_row
-            if row is not None and row.state in ("url_issued", "uploading"):
+            if row is not None and row.state == "claimed":
+                # Ended before an upload URL was given: nothing was created, unless asking for it was ambiguous.
+                if isinstance(job.error, AmbiguousUploadUrlError):
+                    job.orphans.extend(job.error.orphan_import_ids or ())
+                    job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
+                else:
+                    await anyio.to_thread.run_sync(self.ledger.release, row.id)
+            elif row is not None and row.state in ("url_issued", "uploading"):
                 if job.cancelled:
                     job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "cancelled")
                     log.warning(
@@ -287,8 +308,9 @@ class UploadManager:
                         row.import_id,
                     )
                 elif job.error is not None:
-                    # The file never fully reached the upload URL: its import stays 'uninitialised' for good.
-                    job.put_failed = True
+                    # The file never fully reached the upload URL (or whether it did is unknown: `unchecked`); the
+                    # row is left `orphaned`, so the next upload of the file checks its import before going on.
+                    job.put_failed = not job.unchecked
                     job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
             if job.plan.opened is not None:
                 job.plan.opened.close()
@@ -349,16 +371,24 @@ class UploadManager:
         job._touch()
         target = await self.client.get_upload_url(plan.dataset_id, plan.filename, expect_import_id=not plan.v3)
         job.import_id = target.import_id
-        job.ledger_row = await anyio.to_thread.run_sync(
-            lambda: self.ledger.record_url_issued(
-                plan.key,
-                import_id=target.import_id,
-                filename=plan.filename,
-                local_path=str(plan.local_path) if plan.local_path else None,
-                fmt=plan.fmt,
-                record_count=plan.record_count,
+        row = job.ledger_row
+        if row is not None:
+            try:  # the claim (or, after an expired URL, the same row) now names the import: before any byte
+                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.record_import, row.id, target.import_id)
+            except ClaimLost:
+                job.orphans.extend([target.import_id] if target.import_id else [])
+                raise
+        else:
+            job.ledger_row = await anyio.to_thread.run_sync(
+                lambda: self.ledger.record_url_issued(
+                    plan.key,
+                    import_id=target.import_id,
+                    filename=plan.filename,
+                    local_path=str(plan.local_path) if plan.local_path else None,
+                    fmt=plan.fmt,
+                    record_count=plan.record_count,
+                )
             )
-        )
         if target.import_id:
             self._jobs[(plan.dataset_id, target.import_id)] = job
         log.info("uploading %s to dataset %s as import %s", plan.filename, plan.dataset_id, target.import_id)
@@ -381,20 +411,51 @@ class UploadManager:
                 job._touch()
 
             try:
-                result = await self.client.put_file(target, plan.opened.fd, size=plan.size, on_progress=on_progress)
+                result = await self.client.put_file(
+                    target, plan.opened.fd, size=plan.size, on_progress=on_progress, expected_sha256=plan.key.sha256
+                )
             except UploadUrlExpiredError:
                 if attempt == 2:
                     raise
-                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
                 if job.import_id:
                     job.orphans.append(job.import_id)
                 target = await self._request_url(job)
                 continue
+            except FileChangedError:
+                raise
+            except UploadError:
+                if not await self._file_arrived(job):
+                    raise
+                log.warning(
+                    "the upload of %s to dataset %s ended with an error, but import %s received the file: "
+                    "following it",
+                    plan.filename,
+                    plan.dataset_id,
+                    job.import_id,
+                )
+                job.bytes_sent = plan.size
+                job.file_received = True
+                job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "uploaded")
+                job._touch()
+                return
             job.put_attempts += result.attempts
             job.bytes_sent = plan.size
+            job.file_received = True
             job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "uploaded")
             job._touch()
             return
+
+    async def _file_arrived(self, job: UploadJob) -> bool:
+        """After a failed PUT: whether its import received the file all the same (the store kept it, then the
+        answer was lost). Unknown (`job.unchecked`) when the import cannot be read; never assumed empty."""
+        if job.plan.v3 or not job.import_id:
+            return False
+        try:
+            current = await self.client.get_import(job.plan.dataset_id, job.import_id)
+        except ProlificError:
+            job.unchecked = True
+            return False
+        return current.status != "uninitialised"
 
     async def _run_watch(self, job: UploadJob) -> None:
         await self._watch(job)
@@ -404,11 +465,22 @@ class UploadManager:
         plan = job.plan
         planner = PollPlanner(total_records=plan.record_count, started_at=self.clock())
 
+        # A V3 status read right after the PUT may be the previous file's: not this upload's outcome until the status
+        # has moved on or the dataset shows the new file (docs/prolific-api.md, What Prolific's CLI and OpenAPI add).
+        moved = plan.v3_before is None or not plan.v3_before.may_linger
+
         async def fetch() -> bool:
+            nonlocal moved
             if plan.v3:
                 status = await self.client.get_dataset_status(plan.dataset_id)
-                job.v3_status = status.status
                 planner.observe(self.clock(), (status.status or "").lower(), None)
+                if not status.is_terminal:
+                    moved = True
+                elif not moved and plan.v3_before is not None:
+                    moved = plan.v3_before.changed(await self.client.get_dataset(plan.dataset_id))
+                if not moved:
+                    return False
+                job.v3_status = status.status
                 return status.is_terminal
             assert job.import_id is not None
             job.latest = await self.client.get_import(plan.dataset_id, job.import_id)

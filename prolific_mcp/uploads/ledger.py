@@ -238,7 +238,9 @@ class Claim:
     status: ClaimStatus
     row: UploadRow
     superseded: UploadRow | None = None
-    """An abandoned row this claim took over (now `orphaned`): its import, if any, is to be checked/reported."""
+    """An abandoned row this claim took over (now `orphaned`), or the latest `orphaned`/`cancelled` row with an
+    import: its import is to be checked before it is called empty (and adopted with `Ledger.adopt` if it received
+    the file)."""
 
     @property
     def won(self) -> bool:
@@ -419,6 +421,8 @@ class Ledger:
                         return Claim("in_flight", latest)
                     db.execute("UPDATE uploads SET state='orphaned', updated_at=? WHERE id=?", (now, latest.id))
                     superseded = _upload(db.execute("SELECT * FROM uploads WHERE id=?", (latest.id,)).fetchone())
+                elif latest.state in ("orphaned", "cancelled") and latest.import_id:
+                    superseded = latest  # its import may hold the file after all: the caller checks it
                 elif latest.state == "uploaded" and not force:
                     return Claim("uploaded", latest)
                 elif latest.state in FINISHED_STATES and not force:
@@ -471,6 +475,22 @@ class Ledger:
             if cur.rowcount != 1:
                 raise ClaimLost(f"upload {row_id} was taken over by another server process: follow that upload instead")
             row = db.execute("SELECT * FROM uploads WHERE id=?", (row_id,)).fetchone()
+        return _upload(row)
+
+    def adopt(self, claim_id: int, abandoned_id: int) -> UploadRow:
+        """Follow an abandoned row's import instead of uploading again (its import received the file): in one
+        transaction this process's claim `claim_id` is removed and `abandoned_id` becomes `uploaded`, owned by this
+        process. Latecomers attached to the claim find it gone and claim again, which leads them to the import."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM uploads WHERE id=? AND owner=? AND state='claimed'", (claim_id, current_owner()))
+            db.execute(
+                "UPDATE uploads SET state='uploaded', owner=?, updated_at=? WHERE id=?",
+                (current_owner(), self._clock(), abandoned_id),
+            )
+            row = db.execute("SELECT * FROM uploads WHERE id=?", (abandoned_id,)).fetchone()
+        self._drop(claim_id)
+        if row is None:
+            raise KeyError(f"no upload {abandoned_id} in the ledger")
         return _upload(row)
 
     def release(self, row_id: int) -> None:

@@ -114,3 +114,18 @@ def log_text(records: list[logging.LogRecord]) -> list[str]:
     """Each captured record rendered as a handler would render it (message, exception text)."""
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     return [formatter.format(r) for r in records]
+
+
+async def api_dataset(sbx: Sandbox, name: str, fields: Any = None, token: str = "tok") -> str:  # noqa: S107
+    """A new V4 dataset made through the API (as another of the user's tools would), bypassing the tools;
+    `fields` as the API takes them ({key: {type, label}}) or as the tools take them (a list of {key, ...})."""
+    from prolific_mcp.api.client import ProlificClient
+    from prolific_mcp.api.models import DatasetSchema
+    from tests.server.conftest import SCHEMA_FIELDS
+
+    fields = SCHEMA_FIELDS if fields is None else fields
+    if isinstance(fields, list):
+        fields = {f["key"]: {k: v for k, v in f.items() if k != "key"} for f in fields}
+    async with ProlificClient(sbx.url, token, sandbox=True) as api:
+        schema = DatasetSchema.model_validate({"strict": False, "fields": fields})
+        return (await api.create_dataset(name, sbx.workspace_id, schema)).id

@@ -326,7 +326,10 @@ async def test_orphan_from_a_crash_is_uploaded_again_and_reported(
         stale = ledger.record_url_issued(
             key, import_id="orphan-import-1", filename="r.jsonl", local_path=str(path), fmt="jsonl", record_count=3
         )
-        ledger._db.execute("UPDATE uploads SET updated_at = ? WHERE id = ?", (time.time() - 3600, stale.id))
+        # Left by a server on another host an hour ago: its owner cannot be checked, and it is long past live.
+        ledger._db.execute(
+            "UPDATE uploads SET updated_at = ?, owner = 'another-host:4242' WHERE id = ?", (time.time() - 3600, stale.id)
+        )
         result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "r.jsonl"})
         data = result.structured_content or {}
         assert data["status"] == "complete"
