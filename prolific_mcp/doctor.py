@@ -36,6 +36,7 @@ from prolific_mcp.settings import (
     load_settings,
     unsafe_default_dir_reason,
 )
+from prolific_mcp.uploads.ledger import health as ledger_health
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -297,6 +298,14 @@ def _check_state_dir(report: Report, settings: Settings) -> None:
         )
         return
     report.add("state", "ok", f"{folder} is writable (the upload ledger and the sandbox state live there)")
+    for path in sorted(folder.glob("*/ledger.sqlite3")):  # one ledger per API origin (and the sandbox's)
+        state, sentence = ledger_health(path)
+        if state == "damaged":
+            report.add("ledger", "warn", sentence, "nothing to do: the server replaces it when it starts")
+        elif state == "unusable":
+            report.add("ledger", "FAIL", sentence, "set PROLIFIC_MCP_STATE_DIR to a folder you can write to")
+        else:
+            report.add("ledger", "ok", sentence)
 
 
 def _check_allowed_dirs(report: Report, settings: Settings, cwd: Path, env: Mapping[str, str]) -> None:

@@ -23,6 +23,7 @@ import orjson
 
 from prolific_mcp.api.models import AppendResult, ImportJob
 from prolific_mcp.records import FileFormat, iter_records, missing_key_from_reason
+from prolific_mcp.records.formats import jsonl_lines
 from prolific_mcp.records.rules import RAW_FIELD
 from prolific_mcp.records.suggest import suggest_schema
 from prolific_mcp.text import one_line
@@ -164,13 +165,14 @@ def pick_records(fd: int, fmt: FileFormat, indexes: set[int]) -> Iterator[Picked
                 return
 
 
-def _pick_jsonl(stream: Iterable[bytes], indexes: set[int], last: int) -> Iterator[PickedRecord]:
+def _pick_jsonl(stream: BinaryIO, indexes: set[int], last: int) -> Iterator[PickedRecord]:
+    """The wanted records of a JSONL stream, read in bounded memory (`jsonl_lines`): a line over the record cap
+    counts as a record but is never copied (it is not read whole)."""
     index = 0
-    for line_no, line in enumerate(stream, 1):
-        body = line[3:] if line_no == 1 and line.startswith(b"\xef\xbb\xbf") else line
-        if not body.strip():
+    for line_no, body in jsonl_lines(stream):
+        if body is not None and not body.strip():
             continue
-        if index in indexes:
+        if body is not None and index in indexes:
             try:
                 value = orjson.loads(body)
             except orjson.JSONDecodeError:

@@ -6,12 +6,14 @@ Through the MCP client, against the sandbox and its fault plan.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import anyio
 import pytest
 from mcp import Client
 
+from prolific_mcp.doctor import run_doctor
 from prolific_mcp.operations import datasets as dataset_ops
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
@@ -113,3 +115,30 @@ async def test_an_unusable_state_directory_names_the_variable_through_the_tools(
     for answer in (result, upload):
         assert answer.is_error
         assert "PROLIFIC_MCP_STATE_DIR" in text_of(answer), text_of(answer)
+
+
+async def test_a_damaged_ledger_is_said_once_by_the_tools_and_by_doctor(
+    tmp_path: Path, data_dir: Path, sandbox: Sandbox, settings: Settings
+) -> None:
+    """B6 through the client: a ledger of garbage is moved aside at start; the first result says so, the next
+    does not; `doctor` run before the server warns that it is damaged (and the server replaces it)."""
+    ledger = settings.state_dir / "sandbox" / "ledger.sqlite3"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_bytes(b"not a database " * 500)
+    env = {
+        "HOME": str(tmp_path),
+        "PROLIFIC_MCP_STATE_DIR": str(settings.state_dir),
+        "PROLIFIC_MCP_ALLOWED_DIRS": str(data_dir),
+    }
+    out = io.StringIO()
+    await anyio.to_thread.run_sync(lambda: run_doctor(environ=env, cwd=data_dir, timeout=5.0, out=out, mode="sandbox"))
+    (said,) = [line for line in out.getvalue().splitlines() if line.split()[1:2] == ["ledger"]]
+    assert said.split()[0] == "warn" and "is damaged" in said, out.getvalue()
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(30):
+        async with Client(server) as client:
+            first = await call(client, "list_datasets", {})
+            second = await call(client, "list_datasets", {})
+    assert "The local upload ledger was damaged" in text_of(first)
+    assert "ledger was damaged" not in text_of(second)
+    assert len(list(ledger.parent.glob("ledger.sqlite3.damaged-*"))) == 1, "moved aside once, with its time"
