@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -38,6 +39,7 @@ from prolific_mcp.records import (
     format_from_filename,
     iter_records,
 )
+from prolific_mcp.records.formats import exact_loads
 from prolific_mcp.records.rules import canonical_bytes, checker_for, exact_keys_of
 from prolific_mcp.sandbox.config import MAX_APPEND_RECORDS, MAX_ERRORS, Pace
 from prolific_mcp.sandbox.rows import JobError, StoredUpload
@@ -357,6 +359,10 @@ def _process_v3(db: Db, up: StoredUpload, path: Path, stop: threading.Event) -> 
     return WorkResult()
 
 
+_LONG_NUMBER: Final = re.compile(rb"\d{19}")
+"""A run of digits long enough to be an integer beyond 64 bits (or part of a string: then only slower)."""
+
+
 def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: threading.Event) -> WorkResult:
     """Re-normalise every datapoint of the dataset against the migration's schema; runs in a worker thread.
 
@@ -387,7 +393,8 @@ def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: thr
             lines: list[bytes] = []
             errors: list[tuple[str, int, int, str | None, str]] = []
             for raw in bytes(row["data"]).split(b"\n"):
-                record = orjson.loads(raw)
+                # Stored records keep integers beyond 64 bits exact; orjson would read them back as floats.
+                record = cast(dict[str, object], exact_loads(raw) if _LONG_NUMBER.search(raw) else orjson.loads(raw))
                 normalised: dict[str, object] = {}
                 nulled = False
                 for key, check in checks:
