@@ -10,7 +10,7 @@ nothing in between, both on one standalone sandbox at its default pace.
 - The lag from terminal status to result, over imports of several lengths: a sandbox whose processing is capped at
   a records/s rate (bench/slow_sandbox.py) and files of small records sized to the length wanted. The status
   requests each import cost are counted from the sandbox's request log, against Prolific's CLI (a request at once,
-  then every 3 s).
+  then every 3 s). `quick` leaves this series out: its lags are those of the two files' imports.
 - Requests over a 600 s import: bench/polling.py's virtual clock (goal 5) with the server's own watch loop.
 """
 
