@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
-from prolific_mcp.api.errors import ConflictError
+from prolific_mcp.api.errors import ConflictError, ProlificError
 from prolific_mcp.api.models import AppendResult
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import (
@@ -43,6 +44,14 @@ def append_body(records: object) -> bytes:
             f"the records are {len(body):,} bytes, over 1 MiB: write them to a .jsonl file and use upload_file"
         )
     return body
+
+
+async def _running_import(deps: Deps, dataset_id: str) -> str | None:
+    """The import holding the dataset, if one is queued or processing (None when it cannot be told)."""
+    with contextlib.suppress(ProlificError):
+        dataset = await deps.client.get_dataset(dataset_id)
+        return next((j.import_id for j in dataset.imports or [] if j.status in render.RUNNING_IMPORT), None)
+    return None
 
 
 async def append_records(
@@ -85,7 +94,8 @@ async def append_records(
         attempt, lambda a: a is not None, wait=deps.clamp_wait(wait_seconds), planner=planner, on_each=waiting
     )
     if answer is None:
-        raise OperationError(render.append_still_blocked(dataset_id))
+        running = await _running_import(deps, dataset_id)
+        raise OperationError(render.append_still_blocked(dataset_id, running, deps.clamp_wait(None)))
     groups = group_errors(error_items(answer), answer.rejected_count or 0)
     accepted, rejected = answer.accepted_count or 0, answer.rejected_count or 0
     duplicates = answer.duplicate_count or 0

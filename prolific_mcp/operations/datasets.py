@@ -88,7 +88,7 @@ async def list_datasets(deps: Deps, workspace_id: str | None = None) -> Datasets
 def dataset_result(deps: Deps, dataset: Dataset, batches: list[str] | None = None) -> DatasetResult:
     """The structured view of a dataset, with its readable text."""
     schema = dataset.dataset_schema
-    fields = [FieldInfo(key=k, type=f.type, label=f.label) for k, f in (schema.fields if schema else {}).items()]
+    fields = [FieldInfo(key=k, type=f.type, label=f.label or "") for k, f in (schema.fields if schema else {}).items()]
     imports = [
         ImportInfo(
             import_id=j.import_id,
@@ -121,6 +121,7 @@ async def get_dataset(deps: Deps, dataset_id: str) -> DatasetResult:
     dataset = await deps.client.get_dataset(checked_id(dataset_id, "dataset_id"))
     await deps.remember(dataset, "touched")
     result = dataset_result(deps, dataset)
+    result.next_call = render.after_view(result)
     job_id = deps.migrations.get(dataset.id)
     if job_id is not None:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, TypeVar
@@ -17,7 +17,7 @@ import anyio
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.models import Dataset, DatasetSchema, ImportJob, MigrationJob
 from prolific_mcp.ids import InvalidIdError, check_id
-from prolific_mcp.operations.results import Mode
+from prolific_mcp.operations.results import Mode, field_list
 from prolific_mcp.records import FileFormat, Schema, format_from_filename, schema_problems
 from prolific_mcp.uploads.files import FileAccessError, OpenedFile, open_regular_file, resolve_path
 from prolific_mcp.uploads.jobs import UploadManager
@@ -176,25 +176,56 @@ def file_format(name: str, fmt: str | None) -> FileFormat:
     return detected
 
 
+FIELDS_EXAMPLE: Final = '[{"key": "review", "type": "text", "label": "Review"}, {"key": "id", "type": "metadata"}]'
+
+
 def parse_fields(fields: object, strict: object) -> Schema:
-    """Validate `fields` ({key: {type, label?}}, or that as a JSON string) and `strict` into a Schema."""
+    """Validate `fields` (a list of {key, type, label}, or that as a JSON string) and `strict` into a Schema."""
     if isinstance(fields, str):
         try:
             fields = json.loads(fields)
         except ValueError:
-            raise OperationError(
-                'fields is not valid JSON: pass an object such as {"review": {"type": "text", "label": "Review"}}'
-            ) from None
+            raise OperationError(f"fields is not valid JSON: pass a list such as {FIELDS_EXAMPLE}") from None
     if fields is None:
-        fields = {}
+        fields = []
     if isinstance(strict, str):
         strict = {"true": True, "false": False}.get(strict.strip().lower(), strict)
-    raw = {"strict": strict, "fields": fields}
+    raw = {"strict": strict, "fields": fields_by_key(fields)}
     problems = schema_problems(raw)
     if problems:
         listed = "; ".join((f"{p.field}: " if p.field else "") + p.message for p in problems[:10])
         raise OperationError(f"the schema is not valid: {listed}. Fix these and call again (suggest_schema helps).")
     return Schema.from_dict(raw)
+
+
+def fields_by_key(fields: object) -> dict[str, dict[str, object]]:
+    """A list of {key, type, label} as the API's {key: {type, label}}, or OperationError naming what is wrong."""
+    if isinstance(fields, Mapping):
+        listed = json.dumps(field_list(fields) if all(isinstance(v, Mapping) for v in fields.values()) else [])
+        raise OperationError(
+            f"fields is a list of {{key, type, label}} objects, not an object keyed by field: pass fields={listed}"
+            if listed != "[]"
+            else f"fields is a list of {{key, type, label}} objects, e.g. {FIELDS_EXAMPLE}"
+        )
+    if not isinstance(fields, list):
+        raise OperationError(f"fields is a list of {{key, type, label}} objects, e.g. {FIELDS_EXAMPLE}")
+    out: dict[str, dict[str, object]] = {}
+    for n, item in enumerate(fields, 1):
+        if not isinstance(item, Mapping):
+            raise OperationError(
+                f"fields item {n} is {json.dumps(item)[:60]}, not an object: each field is "
+                f'{{"key": ..., "type": ..., "label": ...}}, e.g. {FIELDS_EXAMPLE}'
+            )
+        key, ftype, label = item.get("key"), item.get("type"), item.get("label")
+        if not isinstance(key, str) or not key:
+            raise OperationError(f'fields item {n} has no "key": give each field the key its records use')
+        if key in out:
+            raise OperationError(f"fields has the key {key!r} twice: give each field once")
+        spec: dict[str, object] = {"type": ftype}  # its type and label are checked by schema_problems
+        if label not in (None, ""):
+            spec["label"] = label
+        out[key] = spec
+    return out
 
 
 def api_schema(schema: Schema) -> DatasetSchema:

@@ -88,11 +88,21 @@ async def set_schema(
             if dry_run
             else f"The schema of {dataset_id} already matches: nothing to change."
         )
-        return SetSchemaResult(
+        unapplied = SetSchemaResult(
             mode=deps.mode, dataset_id=dataset_id, applied=False, dry_run=dry_run, changes=changes, finished=True
-        ).with_text(text)
+        )
+        if dry_run:
+            listed = [{"key": f.key, "type": f.type, "label": f.label or ""} for f in new.fields]
+            needs_consent = diff.destructive and (dataset.total_datapoint_count or 0) > 0
+            unapplied.next_call = render.apply_schema(dataset_id, listed, new.strict, destructive=needs_consent)
+        else:
+            unapplied.next_call = render.after_schema(dataset_id, finished=True, released=[], still_parked=[])
+        return unapplied.with_text(text)
     result = await _apply(deps, dataset, new, wait, progress)
     result.changes = changes
+    result.next_call = render.after_schema(
+        dataset_id, finished=result.finished, released=result.released_imports, still_parked=result.still_parked
+    )
     return result.with_text(f"Schema of {dataset_id} updated: {summary}.\n{result.text}".rstrip("\n"))
 
 

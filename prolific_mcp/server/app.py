@@ -14,7 +14,7 @@ from mcp.server.mcpserver import MCPServer
 from prolific_mcp import __version__
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState, running
 from prolific_mcp.server.resources import register_resources
-from prolific_mcp.server.tools import register_tools
+from prolific_mcp.server.tools import build_tools
 from prolific_mcp.settings import Settings
 
 SERVER_NAME = "prolific-datasets"
@@ -86,7 +86,12 @@ def _build(state: AppState, on_stopped: Callable[[], None] | None) -> MCPServer:
         version=__version__,
         instructions=instructions_for(mode, settings.read_only, state.configuration_error),
         lifespan=lifespan,
+        tools=build_tools(
+            state,
+            read_only=settings.read_only,
+            default_wait=settings.wait_seconds,
+            max_wait=settings.max_wait_seconds,
+        ),
     )
-    register_tools(mcp, state, read_only=settings.read_only, default_wait=settings.wait_seconds)
     register_resources(mcp, state)
     return mcp

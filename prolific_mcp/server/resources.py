@@ -84,13 +84,13 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         "prolific://datasets/{dataset_id}/schema",
         name="dataset-schema",
         title="Dataset schema",
-        description="A dataset's schema as JSON ({strict, fields}), ready to edit and pass to set_schema.",
+        description="A dataset's schema (JSON): strict, and fields as a list of {key, type, label} for set_schema.",
         mime_type="application/json",
     )
     async def dataset_schema(dataset_id: str) -> str:
         async def make(service: Deps) -> object:
             result = await ops.get_dataset(service, dataset_id)
-            fields = {f.key: {"type": f.type, **({"label": f.label} if f.label else {})} for f in result.fields}
+            fields = [f.model_dump() for f in result.fields]
             return {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
 
         return await guarded(f"prolific://datasets/{dataset_id}/schema", make)

@@ -256,7 +256,7 @@ async def test_sigkill_mid_wait_then_restart_resumes_the_same_import(tmp_path: P
             data = resumed.structured_content or {}
             assert data["import_id"] == import_id, "the same import is resumed, not a new upload"
             assert data["finished"] is False
-            assert data["next_call"].startswith("get_import_status(") and import_id in data["next_call"]
+            assert data["next_step"].startswith("get_import_status(") and import_id in data["next_step"]
             finished = await ok(
                 client,
                 "get_import_status",

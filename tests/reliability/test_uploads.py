@@ -29,7 +29,7 @@ from prolific_mcp.server.http import HttpOptions
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
-from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
+from tests.server.conftest import SCHEMA_FIELDS, SCHEMA_MAP, call, make_settings, ok, records, text_of, write_jsonl
 from tests.server.test_transports import _serve
 
 pytestmark = pytest.mark.anyio
@@ -226,7 +226,7 @@ async def test_an_import_that_never_finishes_is_handed_off_and_not_watched_forev
                 data = first.structured_content or {}
                 import_id = data["import_id"]
                 assert data["finished"] is False and import_id
-                assert data["next_call"] == (  # the configured wait (PROLIFIC_MCP_WAIT_SECONDS)
+                assert data["next_step"] == (  # the configured wait (PROLIFIC_MCP_WAIT_SECONDS)
                     f'get_import_status(dataset_id="{dataset_id}", import_id="{import_id}", wait_seconds=1)'
                 )
                 assert import_id in text_of(first) and "continues in the background" in text_of(first)
@@ -266,7 +266,7 @@ async def test_uploads_share_one_connection_without_mixing_up(tmp_path: Path) ->
                         mode="sandbox", origin="sandbox", allowed_dirs=[folder], state_dir=tmp_path
                     )
                     deps = Deps(client, ledger, manager, options)
-                    schema = DatasetSchema.model_validate({"strict": False, "fields": SCHEMA_FIELDS})
+                    schema = DatasetSchema.model_validate({"strict": False, "fields": SCHEMA_MAP})
                     dataset = await client.create_dataset("Pool", sbx.workspace_id, schema)
                     results: dict[str, Any] = {}
 

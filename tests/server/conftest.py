@@ -17,11 +17,14 @@ from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import Settings, load_settings
 
-SCHEMA_FIELDS = {
+SCHEMA_MAP = {
     "review": {"type": "text", "label": "Review"},
     "photo": {"type": "image_url"},
     "source": {"type": "metadata"},
 }
+"""The fields in the API's shape (keyed by field)."""
+SCHEMA_FIELDS = [{"key": key, **spec} for key, spec in SCHEMA_MAP.items()]
+"""The same fields as the tools take them: a list of {key, type, label}."""
 
 
 def records(n: int, *, bad: dict[int, dict[str, Any]] | None = None, start: int = 0) -> list[dict[str, Any]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agents.mcp import MCPServerStdio
+from agents.mcp.util import MCPUtil
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
@@ -23,7 +25,7 @@ TABLE: dict[str, tuple[set[str], set[str], bool, bool, bool, bool]] = {
     "list_workspaces": (set(), set(), True, False, True, True),
     "list_datasets": (set(), {"workspace_id"}, True, False, True, True),
     "get_dataset": ({"dataset_id"}, set(), True, False, True, True),
-    "create_dataset": ({"name"}, {"workspace_id", "fields", "strict", "legacy_v3"}, False, False, False, True),
+    "create_dataset": ({"name"}, {"workspace_id", "fields", "strict"}, False, False, False, True),
     "set_schema": (
         {"dataset_id", "fields", "strict"},
         {"dry_run", "allow_destructive", "wait_seconds"},
@@ -42,8 +44,8 @@ TABLE: dict[str, tuple[set[str], set[str], bool, bool, bool, bool]] = {
     ),
     "get_import_status": ({"dataset_id", "import_id"}, {"wait_seconds"}, True, False, True, True),
     "append_records": ({"dataset_id", "records"}, {"wait_seconds"}, False, False, True, True),
-    "validate_file": ({"path"}, {"dataset_id", "fields", "strict"}, True, False, True, True),
-    "suggest_schema": ({"path"}, set(), True, False, True, False),
+    "validate_file": ({"path"}, {"dataset_id", "fields", "strict", "format"}, True, False, True, True),
+    "suggest_schema": ({"path"}, {"format"}, True, False, True, False),
 }
 WRITE_TOOLS = {"create_dataset", "set_schema", "upload_file", "append_records"}
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "definitions"}
@@ -125,3 +127,79 @@ async def test_the_tool_list_is_static_and_matches_the_snapshot(server: MCPServe
     assert SNAPSHOT.read_text(encoding="utf-8") == rendered, (
         "tools/list changed: review the diff, then run with UPDATE_SNAPSHOTS=1 to accept it"
     )
+
+
+def _objects(schema: Any) -> list[dict[str, Any]]:
+    """Every object schema inside a schema (properties, items)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(schema, dict):
+        if schema.get("type") == "object":
+            found.append(schema)
+        for key, value in schema.items():
+            if key == "properties":
+                for sub in value.values():
+                    found += _objects(sub)
+            elif isinstance(value, dict | list):
+                found += _objects(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            found += _objects(item)
+    return found
+
+
+async def test_input_schemas_are_closed_described_and_pass_strict_conversion(server: MCPServer) -> None:
+    """9 of 10 tools pass the OpenAI Agents SDK's own MCP conversion with convert_schemas_to_strict=True (the path
+    that falls back silently); append_records' open records cannot, and its description says so."""
+    agents_server = MCPServerStdio(params={"command": "true"})  # never started: only its conversion settings count
+    async with Client(server) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    strict = {
+        name for name, tool in tools.items() if MCPUtil.to_function_tool(tool, agents_server, True).strict_json_schema
+    }
+    assert strict == set(TABLE) - {"append_records"}
+    assert "not strict-schema compatible" in (tools["append_records"].description or "")
+    for name, tool in tools.items():
+        schema = tool.input_schema
+        assert schema["additionalProperties"] is False, name
+        for obj in _objects(schema):
+            if obj is not schema["properties"].get("records", {}).get("items"):
+                assert obj.get("additionalProperties") is False, (name, obj)
+        for param, spec in schema["properties"].items():
+            assert spec.get("description"), (name, param)
+            assert "title" not in spec, (name, param)
+        wait = schema["properties"].get("wait_seconds")
+        if wait is not None:
+            assert (wait["minimum"], wait["maximum"]) == (0, 900), name
+            assert "from 0 to 900" in wait["description"]
+
+
+async def test_fields_have_one_shape_in_and_out(server: MCPServer) -> None:
+    """create_dataset, set_schema and validate_file take a list of {key, type, label}; get_dataset and
+    suggest_schema return the same list."""
+    async with Client(server) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    for name in ("create_dataset", "set_schema", "validate_file"):
+        fields = tools[name].input_schema["properties"]["fields"]
+        assert fields["type"] == "array", name
+        assert set(fields["items"]["properties"]) == {"key", "type", "label"}, name
+    for name in ("get_dataset", "suggest_schema"):
+        out = tools[name].output_schema or {}
+        assert out["properties"]["fields"]["type"] == "array", name
+        assert set(out["properties"]["fields"]["items"]["properties"]) == {"key", "type", "label"}, name
+
+
+async def test_output_schemas_are_inline_and_carry_the_guidance(server: MCPServer) -> None:
+    """No $defs chain to resolve: the next call, the account and the notice are plain properties of every output."""
+    async with Client(server) as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        out = tool.output_schema or {}
+        assert not (_keys(out) & {"$ref", "$defs", "definitions"}), tool.name
+        props = out["properties"]
+        for key in ("summary", "next_call", "next_step", "notice", "adjusted_arguments"):
+            assert key in props, (tool.name, key)
+        call = next(v for v in props["next_call"]["anyOf"] if v.get("type") == "object")
+        assert set(call["properties"]) == {"tool", "arguments", "needs"}, tool.name
+    outputs = {t.name: t.output_schema or {} for t in tools}
+    for name in ("upload_file", "get_import_status", "validate_file"):
+        assert "untrusted_file_excerpts" in outputs[name]["properties"], name

@@ -93,7 +93,8 @@ async def test_create_upload_partial_with_summary_file_and_resource(
         assert "Datapoints: 9" in body
         assert "| photo | image_url |" in body
         schema = await client.read_resource(f"prolific://datasets/{dataset_id}/schema")
-        assert json.loads(schema.contents[0].text)["fields"]["photo"] == {"type": "image_url"}  # type: ignore[union-attr]
+        listed = json.loads(schema.contents[0].text)["fields"]  # type: ignore[union-attr]
+        assert {"key": "photo", "type": "image_url", "label": ""} in listed
         job = await client.read_resource(f"prolific://datasets/{dataset_id}/imports/{data['import_id']}")
         assert json.loads(job.contents[0].text)["status"] == "partial"  # type: ignore[union-attr]
     values = [p for p, _, _ in seen]
@@ -138,7 +139,7 @@ async def test_failed_when_every_record_is_rejected(server: MCPServer, data_dir:
 async def test_pending_schema_then_set_schema_releases_the_parked_import(server: MCPServer, data_dir: Path) -> None:
     write_jsonl(data_dir / "early.jsonl", records(4))
     async with Client(server) as client:
-        dataset_id = await _dataset(client, fields={}, strict=False)
+        dataset_id = await _dataset(client, fields=[], strict=False)
         parked = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "early.jsonl"})
         data = parked.structured_content or {}
         assert data["status"] == "pending_schema"
@@ -159,7 +160,7 @@ async def test_set_schema_diff_dry_run_destructive_guard_and_migration(server: M
     async with Client(server) as client:
         dataset_id = await _dataset(client)
         await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "r.jsonl"})
-        changed = {"review": {"type": "text"}, "photo": {"type": "text"}}
+        changed = [{"key": "review", "type": "text"}, {"key": "photo", "type": "text"}]
         dry = await ok(
             client, "set_schema", {"dataset_id": dataset_id, "fields": changed, "strict": False, "dry_run": True}
         )
@@ -178,7 +179,7 @@ async def test_set_schema_diff_dry_run_destructive_guard_and_migration(server: M
         moved = await call(
             client,
             "set_schema",
-            {"dataset_id": dataset_id, "fields": {**changed, "g": {"type": "task_group_id"}}, "strict": False},
+            {"dataset_id": dataset_id, "fields": [*changed, {"key": "g", "type": "task_group_id"}], "strict": False},
         )
         assert moved.is_error
         assert "task_group_id" in text_of(moved)
@@ -255,8 +256,8 @@ async def test_the_handoff_returns_the_next_call_while_the_upload_finishes(tmp_p
             early = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "r.jsonl", "wait_seconds": 0})
             data = early.structured_content or {}
             assert data["finished"] is False
-            assert data["next_call"]
-            assert "get_import_status" in data["next_call"] or "upload_file" in data["next_call"]
+            assert data["next_call"]["tool"] in ("get_import_status", "upload_file")
+            assert data["next_step"] in text_of(early)
             with anyio.fail_after(30):
                 while True:
                     again = await ok(
