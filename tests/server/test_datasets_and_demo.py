@@ -64,7 +64,7 @@ async def test_a_partial_migration_is_summarised(server: MCPServer, data_dir: Pa
         created = await ok(client, "create_dataset", {"name": "M", "fields": SCHEMA_FIELDS, "strict": False})
         dataset_id = (created.structured_content or {})["id"]
         await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "r.jsonl"})
-        retyped = {**SCHEMA_FIELDS, "review": {"type": "image_url"}}
+        retyped = [{**f, "type": "image_url"} if f["key"] == "review" else f for f in SCHEMA_FIELDS]
         result = await ok(
             client,
             "set_schema",
