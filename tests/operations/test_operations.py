@@ -28,8 +28,16 @@ async def test_a_calls_wait_defaults_and_is_clamped_to_the_maximum(make_deps: Ca
 
 def test_the_next_call_carries_the_configured_wait() -> None:
     call = render.next_call(DS, "imp-1", uploading=False, wait=12)
-    assert call == f'get_import_status(dataset_id="{DS}", import_id="imp-1", wait_seconds=12)'
-    assert "wait_seconds=7.5" in render.next_call(DS, None, uploading=True, wait=7.5)
+    assert (call.tool, call.arguments) == (
+        "get_import_status",
+        {"dataset_id": DS, "import_id": "imp-1", "wait_seconds": 12},
+    )
+    assert render.next_call(DS, None, uploading=True, wait=7.5).arguments["wait_seconds"] == 7.5
+
+
+def listed(fields: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """Fields keyed by name as the list of {key, type, label} the operations take."""
+    return [{"key": k, **v} for k, v in fields.items()]
 
 
 # --- set_schema --------------------------------------------------------------------------------------------------
@@ -38,7 +46,7 @@ def test_the_next_call_carries_the_configured_wait() -> None:
 async def test_set_schema_refuses_a_v3_dataset(fake: FakeClient, make_deps: Callable[..., Deps]) -> None:
     fake.datasets[DS] = dataset(v4=False)
     with pytest.raises(OperationError, match="legacy V3 dataset, which has no schema"):
-        await schemas.set_schema(make_deps(), DS, FIELDS, False)
+        await schemas.set_schema(make_deps(), DS, listed(FIELDS), False)
     assert not any(c.startswith("update_schema") for c in fake.calls)
 
 
@@ -46,7 +54,7 @@ async def test_set_schema_refuses_to_move_the_task_group_on_data(
     fake: FakeClient, make_deps: Callable[..., Deps]
 ) -> None:
     fake.datasets[DS] = dataset(total=10, fields={**FIELDS, "group": {"type": "task_group_id"}})
-    moved = {**FIELDS, "other": {"type": "task_group_id"}}
+    moved = listed({**FIELDS, "other": {"type": "task_group_id"}})
     with pytest.raises(OperationError, match=r"task_group_id field cannot move \(group → other\)"):
         await schemas.set_schema(make_deps(), DS, moved, False, allow_destructive=True)
     assert not any(c.startswith("update_schema") for c in fake.calls)
@@ -56,7 +64,7 @@ async def test_a_destructive_change_on_data_needs_allow_destructive(
     fake: FakeClient, make_deps: Callable[..., Deps]
 ) -> None:
     fake.datasets[DS] = dataset(total=3)
-    fewer = {"review": FIELDS["review"]}
+    fewer = listed({"review": FIELDS["review"]})
     with pytest.raises(OperationError, match="allow_destructive=true"):
         await schemas.set_schema(make_deps(), DS, fewer, False)
     dry = await schemas.set_schema(make_deps(), DS, fewer, False, dry_run=True)
@@ -80,7 +88,7 @@ async def test_the_migration_is_followed_through_transient_errors(
         reported.append((value, message))
 
     result = await schemas.set_schema(
-        make_deps(), DS, {**FIELDS, "extra": {"type": "text"}}, False, wait_seconds=60, progress=progress
+        make_deps(), DS, listed({**FIELDS, "extra": {"type": "text"}}), False, wait_seconds=60, progress=progress
     )
     assert result.applied and result.finished and result.migration is not None
     assert result.migration.status == "complete"
@@ -94,6 +102,7 @@ async def test_the_migration_is_followed_through_transient_errors(
 async def test_an_append_waits_out_a_409_then_succeeds(
     fake: FakeClient, make_deps: Callable[..., Deps], clock: Clock
 ) -> None:
+    fake.datasets[DS] = dataset()
     fake.appends = [conflict(), conflict(), AppendResult(accepted_count=2, rejected_count=0, duplicate_count=0)]
     result = await appends.append_records(make_deps(), DS, [{"review": "a"}, {"review": "b"}], wait_seconds=60)
     assert result.accepted_count == 2 and len(clock.sleeps) == 2
@@ -103,8 +112,9 @@ async def test_an_append_waits_out_a_409_then_succeeds(
 async def test_an_append_blocked_past_the_wait_says_to_call_again(
     fake: FakeClient, make_deps: Callable[..., Deps], clock: Clock
 ) -> None:
+    fake.datasets[DS] = dataset()
     fake.appends = [conflict()]
-    with pytest.raises(OperationError, match="call append_records again in a minute"):
+    with pytest.raises(OperationError, match="call append_records again with the same records"):
         await appends.append_records(make_deps(), DS, [{"review": "a"}], wait_seconds=10)
     assert 0 < sum(clock.sleeps) <= 10
 
@@ -122,6 +132,7 @@ async def test_append_limits_are_checked_before_anything_is_sent(
 
 
 async def test_append_rejections_are_grouped_with_fixes(fake: FakeClient, make_deps: Callable[..., Deps]) -> None:
+    fake.datasets[DS] = dataset()
     errors = [{"record_index": i, "field": None, "reason": "Record missing required field: review"} for i in (0, 2)]
     fake.appends = [AppendResult.model_validate({"accepted_count": 1, "rejected_count": 2, "errors": errors})]
     result = await appends.append_records(make_deps(), DS, [{"x": 1}, {"review": "ok"}, {"x": 2}])
@@ -209,8 +220,12 @@ async def test_get_import_status_hands_off_with_the_configured_wait(
     fake.imports["imp-9"] = [ImportJob(import_id="imp-9", status="processing", processed_offset=5)]
     result = await uploads.get_import_status(make_deps(default_wait=7), DS, "imp-9", wait_seconds=0)
     assert not result.finished and clock.sleeps == []
-    assert result.next_call == f'get_import_status(dataset_id="{DS}", import_id="imp-9", wait_seconds=7)'
-    assert result.text.startswith("Still going after the wait (processing: 5 records so far).")
+    assert result.next_call is not None and result.next_call.arguments == {
+        "dataset_id": DS,
+        "import_id": "imp-9",
+        "wait_seconds": 7,
+    }
+    assert result.text.startswith("Still going after the wait (processing imp-9: 5 records so far).")
 
 
 async def test_get_import_status_rides_out_a_rate_limit_within_the_wait(
