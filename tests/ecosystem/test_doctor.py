@@ -81,7 +81,8 @@ def test_a_good_token_is_accepted_on_the_api(tmp_path: Path, data_dir: Path, che
     assert code == 0, report
     assert f"Prolific at {checking_sandbox.url}" in line(report, "mode")
     assert "accepted: users/me answered" in line(report, "token")
-    assert "one workspace" in line(report, "workspaces")
+    # Prolific mode against the sandbox's two workspaces (typed, and without typed datasets): a choice to make.
+    assert "2 workspaces and no PROLIFIC_WORKSPACE_ID" in line(report, "workspaces")
     assert "sandbox" not in line(report, "token")
     assert GOOD_TOKEN not in report
 
