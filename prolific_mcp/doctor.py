@@ -36,7 +36,7 @@ from prolific_mcp.settings import (
     load_settings,
     unsafe_default_dir_reason,
 )
-from prolific_mcp.uploads.ledger import health as ledger_health
+from prolific_mcp.uploads.ledger_health import health as ledger_health
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -273,6 +273,11 @@ def _judge_workspaces(report: Report, settings: Settings, workspaces: list[Works
         report.add("workspaces", "ok", f"{len(ids)} workspace(s); new datasets go to {settings.workspace_id}")
     elif len(ids) == 1:
         report.add("workspaces", "ok", f"one workspace ({listing}); new datasets go there")
+    elif settings.resolved_mode == "sandbox":
+        # The sandbox's second workspace has no typed datasets (V3 only); the server uses the default, listed first.
+        report.add(
+            "workspaces", "ok", f"{len(ids)} sandbox workspaces ({listing}); new datasets go to the first, its default"
+        )
     else:
         report.add(
             "workspaces",

@@ -427,8 +427,7 @@ class UploadManager:
                 if not await self._file_arrived(job):
                     raise
                 log.warning(
-                    "the upload of %s to dataset %s ended with an error, but import %s received the file: "
-                    "following it",
+                    "the upload of %s to dataset %s ended with an error, but import %s received the file: following it",
                     plan.filename,
                     plan.dataset_id,
                     job.import_id,

@@ -25,23 +25,48 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sqlite3
-import stat
 import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
 if sys.platform != "win32":
-    import fcntl
+    pass
 
-from prolific_mcp.settings import StateDirError, prepare_state_dir, shown_path
+from prolific_mcp.settings import prepare_state_dir
+from prolific_mcp.uploads.ledger_health import (
+    DB_FILE_MODE,
+    Recovery,
+    damage,
+    file_lock,
+    health,
+    make_private,
+    move_aside,
+    moved_aside,
+    state_dir_error,
+)
+from prolific_mcp.uploads.owners import OwnerState, current_owner, owner_state
+
+__all__ = [
+    "Claim",
+    "ClaimLost",
+    "KnownDataset",
+    "Ledger",
+    "LedgerError",
+    "Recovery",
+    "UploadKey",
+    "UploadRow",
+    "current_owner",
+    "damage",
+    "health",
+    "moved_aside",
+    "owner_state",
+]
 
 UploadState = Literal[
     "claimed",
@@ -60,69 +85,10 @@ IN_FLIGHT_STATES: Final = frozenset({"claimed", "url_issued", "uploading"})
 """States in which the owner process is between its claim and the end of its PUT."""
 FINISHED_STATES: Final = frozenset({"complete", "partial", "pending_schema"})
 DatasetSource = Literal["created", "touched", "batch"]
-OwnerState = Literal["self", "alive", "dead", "unknown"]
 
 SCHEMA_VERSION: Final = 2
 UNKNOWN_OWNER_GRACE_SECONDS: Final = 120.0
 """A row whose owner cannot be checked (another host) counts as live this long after its last change."""
-DB_FILE_MODE: Final = 0o600
-MOVED_ASIDE_MARK: Final = ".damaged-"
-
-
-def _start_marker(pid: int) -> str | None:
-    """When a process started (clock ticks since boot, Linux), so a reused pid is not taken for the owner."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = data.rpartition(b")")[2].split()
-    return fields[19].decode() if len(fields) > 19 else None
-
-
-_OWNERS: dict[int, tuple[str | None, str]] = {}
-
-
-def _me() -> tuple[str | None, str]:
-    """(start marker, owner string) of this process, worked out again after a fork."""
-    pid = os.getpid()
-    mine = _OWNERS.get(pid)
-    if mine is None:
-        start = _start_marker(pid)
-        mine = _OWNERS[pid] = (start, f"{socket.gethostname()}:{pid}" + (f"@{start}" if start else ""))
-    return mine
-
-
-def current_owner() -> str:
-    """This process, as the ledger records who owns an upload: `host:pid@start` (`@start` where it can be told)."""
-    return _me()[1]
-
-
-def owner_state(owner: str | None) -> OwnerState:
-    """Whether the process that wrote `owner` is this one, alive, dead, or cannot be told (another host)."""
-    if not owner or ":" not in owner:
-        return "unknown"
-    host, _, rest = owner.rpartition(":")
-    pid_text, _, start = rest.partition("@")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return "unknown"
-    pid = int(pid_text)
-    if pid == os.getpid() and (not start or start == _me()[0]):
-        return "self"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "dead"
-    except PermissionError:
-        pass
-    except OSError:
-        return "unknown"
-    if start:
-        now = _start_marker(pid)
-        if now is not None and now != start:
-            return "dead"  # the pid was reused by another process
-    if pid == os.getpid():
-        return "dead"  # an earlier process with this pid
-    return "alive"
 
 
 class LedgerError(RuntimeError):
@@ -248,24 +214,6 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Recovery:
-    """A damaged ledger found at open: what was wrong, where it was moved, and when."""
-
-    problem: str
-    moved_to: Path | None
-    at: float
-
-    @property
-    def sentence(self) -> str:
-        where = f" and was moved aside to {shown_path(self.moved_to)}" if self.moved_to is not None else ""
-        return (
-            f"The local upload ledger was damaged ({self.problem}){where}; a fresh ledger was started, so uploads "
-            "made before are not remembered: uploading the same file again would import it again (check the "
-            "dataset with get_dataset first)."
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class KnownDataset:
     """A dataset this machine created, touched, or found through a batch."""
 
@@ -288,14 +236,14 @@ class Ledger:
         """Set when the ledger found at open was damaged and replaced (for doctor and the next result)."""
         prepare_state_dir(path.parent)
         self._held_key = os.path.abspath(path)
-        with _file_lock(path):
+        with file_lock(path):
             problem = damage(path, busy_timeout)
             if problem is not None:
-                moved = _move_aside(path, clock())
+                moved = move_aside(path, clock())
                 self.recovery = Recovery(problem, moved, clock())
                 self._notice = self.recovery.sentence
             self._db = self._connect(busy_timeout)
-        _make_private(path)
+        make_private(path)
 
     def _connect(self, busy_timeout: float) -> sqlite3.Connection:
         path = self.path
@@ -320,7 +268,7 @@ class Ledger:
                 raise
             db.execute("COMMIT")
         except (OSError, sqlite3.OperationalError) as exc:
-            raise _state_dir_error(path, exc) from None
+            raise state_dir_error(path, exc) from None
         return db
 
     def take_notice(self) -> str | None:
@@ -339,12 +287,12 @@ class Ledger:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise _state_dir_error(self.path, exc) from None
+                raise state_dir_error(self.path, exc) from None
             try:
                 yield self._db
             except sqlite3.OperationalError as exc:
                 self._db.execute("ROLLBACK")
-                raise _state_dir_error(self.path, exc) from None
+                raise state_dir_error(self.path, exc) from None
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -353,7 +301,7 @@ class Ledger:
             except sqlite3.OperationalError as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                raise _state_dir_error(self.path, exc) from None
+                raise state_dir_error(self.path, exc) from None
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -635,144 +583,3 @@ def _upload(row: sqlite3.Row) -> UploadRow:
         updated_at=row["updated_at"],
         owner=row["owner"],
     )
-
-
-# ----- integrity, permissions, the state directory -----
-
-
-def damage(path: Path, busy_timeout: float = 10.0) -> str | None:
-    """What is wrong with the ledger file at `path`, or None when it is sound or absent (read only)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _state_dir_error(path, exc) from None
-    if stat.S_ISDIR(st.st_mode):
-        return "a directory is where the ledger file should be"
-    if not stat.S_ISREG(st.st_mode):
-        return "something other than a file is where the ledger file should be"
-    if st.st_size == 0:
-        return None
-    try:
-        db = sqlite3.connect(f"{Path(os.path.abspath(path)).as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
-    except sqlite3.OperationalError as exc:
-        raise _state_dir_error(path, exc) from None
-    try:
-        results = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
-    except sqlite3.OperationalError as exc:
-        if _is_damage(exc):
-            return str(exc)
-        raise _state_dir_error(path, exc) from None
-    except sqlite3.DatabaseError as exc:  # "file is not a database", "database disk image is malformed"
-        return str(exc)
-    finally:
-        db.close()
-    if results == ["ok"]:
-        return None
-    first = results[0] if results else "no answer"
-    return f"the integrity check failed: {first[:120]}"
-
-
-def _is_damage(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text or "corrupt" in text
-
-
-def _move_aside(path: Path, now: float) -> Path | None:
-    """Rename a damaged ledger (and its -wal and -shm files) with a timestamp suffix; the new name."""
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
-    for n in range(100):
-        suffix = MOVED_ASIDE_MARK + stamp + (f".{n}" if n else "")
-        target = path.with_name(path.name + suffix)
-        if not os.path.lexists(target):
-            break
-    else:  # pragma: no cover - a hundred damaged ledgers in one second
-        suffix = MOVED_ASIDE_MARK + stamp + f".{os.getpid()}"
-        target = path.with_name(path.name + suffix)
-    try:
-        os.rename(path, target)
-    except FileNotFoundError:
-        return None  # another process moved it first
-    except OSError as exc:
-        raise _state_dir_error(path, exc) from None
-    for extra in ("-wal", "-shm", "-journal"):
-        side = path.with_name(path.name + extra)
-        with contextlib.suppress(FileNotFoundError):
-            os.rename(side, path.with_name(path.name + extra + suffix))
-    return target
-
-
-def moved_aside(path: Path) -> list[Path]:
-    """Damaged ledgers moved aside beside `path`, oldest first."""
-    try:
-        return sorted(path.parent.glob(path.name + MOVED_ASIDE_MARK + "*"))
-    except OSError:
-        return []
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes while the ledger is checked (and perhaps replaced) at open."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), DB_FILE_MODE)
-    except OSError as exc:
-        raise _state_dir_error(path, exc) from None
-    try:
-        if sys.platform != "win32":
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _make_private(path: Path) -> None:
-    """The ledger's files readable by their owner only (SQLite gives -wal and -shm the database's mode)."""
-    for extra in ("", "-wal", "-shm", ".lock"):
-        with contextlib.suppress(OSError):
-            os.chmod(path.with_name(path.name + extra), DB_FILE_MODE)
-
-
-def _state_dir_error(path: Path, exc: BaseException) -> StateDirError:
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    text = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
-        return StateDirError(
-            f"the upload ledger in {shown_path(path.parent)} is busy (another server process holds it): call the "
-            "tool again in a moment"
-        )
-    if isinstance(exc, sqlite3.OperationalError) and ("full" in text or "i/o" in text):
-        fix = "free some space on that disk (or check it), or set PROLIFIC_MCP_STATE_DIR to a folder on another disk"
-    else:
-        fix = "make it writable, or set PROLIFIC_MCP_STATE_DIR to a folder you can write to"
-    return StateDirError(
-        f"the upload ledger in {shown_path(path.parent)} could not be used ({str(reason).lower()}): {fix}, "
-        "then call the tool again (restart the server if you changed PROLIFIC_MCP_STATE_DIR)"
-    )
-
-
-LedgerHealth = Literal["ok", "missing", "damaged", "unusable"]
-
-
-def health(path: Path) -> tuple[LedgerHealth, str]:
-    """For `doctor`: the state of the ledger file at `path` and one sentence about it (nothing is changed)."""
-    earlier = moved_aside(path)
-    note = (
-        f" ({len(earlier)} damaged ledger{'s were' if len(earlier) > 1 else ' was'} moved aside earlier, the "
-        f"latest as {earlier[-1].name})"
-        if earlier
-        else ""
-    )
-    try:
-        problem = damage(path)
-    except StateDirError as exc:
-        return "unusable", str(exc)
-    if problem is not None:
-        return "damaged", (
-            f"the upload ledger {shown_path(path)} is damaged ({problem}): the server moves it aside and starts a "
-            "fresh one when it starts" + note
-        )
-    if not path.exists():
-        return "missing", f"no upload ledger yet at {shown_path(path)} (the server creates it)" + note
-    return "ok", f"the upload ledger {shown_path(path)} is sound" + note

@@ -27,6 +27,7 @@ from prolific_mcp.records.formats import jsonl_lines
 from prolific_mcp.records.rules import RAW_FIELD
 from prolific_mcp.records.suggest import suggest_schema
 from prolific_mcp.text import one_line
+from prolific_mcp.uploads import writes
 
 if TYPE_CHECKING:
     from prolific_mcp.uploads.files import OpenedFile
@@ -208,10 +209,9 @@ def write_rejected_file(
     keep: Callable[[Path], bool] | None = None,
     on_record: Callable[[PickedRecord], None] | None = None,
 ) -> tuple[Path, int] | None:
-    """Write the itemised rejected records beside the original through the guarded write (`files.write_beside`:
+    """Write the itemised rejected records beside the original through the guarded write (`writes.write_beside`:
     never overwriting, never outside the allowed directories); the path and how many were written, or None when
-    `keep` refused the finished file. A valid JSONL or CSV file (CSV keeps the header). Raises WriteFailure."""
-    from prolific_mcp.uploads.files import write_beside  # files imports this module for Grouper
+    `keep` refused the finished file. A valid JSONL or CSV file (CSV keeps the header). Raises writes.WriteFailure."""
 
     def write(sink: BinaryIO) -> int:
         written = 0
@@ -224,7 +224,7 @@ def write_rejected_file(
                 on_record(picked)
         return written
 
-    return write_beside(original, allowed, write, mode=mode, keep=keep)
+    return writes.write_beside(original, allowed, write, mode=mode, keep=keep)
 
 
 def attach_excerpts(groups: Sequence[RejectionGroup], picked: Iterable[PickedRecord]) -> None:
@@ -270,8 +270,6 @@ async def explain(
     """Group a finished import's errors; while `opened` is unchanged, one streaming pass over it adds line numbers
     and excerpts and (with `write_file`, an `original` path and a ledger `row` without one yet) writes the
     rejected-records file beside `original`, once per import. For pending_schema, suggest a schema from the file."""
-    from prolific_mcp.uploads.files import WriteFailure  # files imports this module for Grouper
-
     out = Explained(group_errors(error_items(latest), latest.rejected_count or 0))
     indexes = {e.record_index for e in latest.errors if e.record_index is not None}
     if opened is not None and indexes and opened.unchanged():
@@ -280,7 +278,7 @@ async def explain(
         target = (original, row) if writing and original is not None and row is not None else None
         try:
             picked, wrote = await _read_rejected(opened, fmt, ledger, target, allowed, indexes, wanted)
-        except WriteFailure as exc:
+        except writes.WriteFailure as exc:
             log.warning("%s", exc.reason)
             out.write_problem = exc.reason
             picked, wrote = await anyio.to_thread.run_sync(lambda: _pick(opened, fmt, indexes, wanted)), None

@@ -23,6 +23,7 @@ from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads import files as files_module
+from prolific_mcp.uploads import writes as writes_module
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 
@@ -251,7 +252,7 @@ async def test_a_rejected_file_that_cannot_be_written_safely_is_not_and_the_resu
     _reviews(data_dir)
     outside = tmp_path / "outside"
     outside.mkdir()
-    real_write_beside = files_module.write_beside
+    real_write_beside = writes_module.write_beside
 
     def faulty(original: Path, allowed: Any, write: Any, **kwargs: Any) -> Any:
         if fault == "folder swapped for a link":
@@ -266,7 +267,7 @@ async def test_a_rejected_file_that_cannot_be_written_safely_is_not_and_the_resu
 
         return real_write_beside(original, allowed, fills_the_disk, **kwargs)
 
-    monkeypatch.setattr(files_module, "write_beside", faulty)
+    monkeypatch.setattr(writes_module, "write_beside", faulty)
     server = build_server(make_settings(tmp_path, data_dir), sandbox_url=sandbox.url)
     with anyio.fail_after(60):
         async with Client(server) as client:

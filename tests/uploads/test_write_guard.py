@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import pytest
 
-from prolific_mcp.uploads import files as files_module
-from prolific_mcp.uploads.files import WriteFailure, rejected_names, write_beside
+from prolific_mcp.uploads import writes as writes_module
+from prolific_mcp.uploads.writes import WriteFailure, rejected_names, write_beside
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,7 +29,7 @@ def containment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """Containment judged by the kernel's path for the descriptor, or (where the system has none) by walking up
     from it through `..`: both are exercised here."""
     if request.param == "parent walk":
-        monkeypatch.setattr(files_module, "_descriptor_path", lambda fd: None)
+        monkeypatch.setattr(writes_module, "descriptor_path", lambda fd: None)
     return str(request.param)
 
 
@@ -135,7 +135,7 @@ def test_a_real_file_size_limit_leaves_no_partial_file(root: Path) -> None:
         f"""
         import resource, signal
         from pathlib import Path
-        from prolific_mcp.uploads.files import WriteFailure, write_beside
+        from prolific_mcp.uploads.writes import WriteFailure, write_beside
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
         def big(sink):
