@@ -17,6 +17,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
 
 from prolific_mcp.sandbox import Sandbox
+from prolific_mcp.settings import Settings
+from prolific_mcp.uploads.ledger import Ledger
 from tests.server.conftest import call, ok, text_of, write_jsonl
 
 pytestmark = pytest.mark.anyio
@@ -378,3 +380,26 @@ async def test_after_an_ambiguous_create_the_advice_needs_no_id(server: MCPServe
     said = text_of(created)
     assert "may have been created" in said and "id never arrived" in said and "Prolific's app" in said
     assert "get_dataset cannot" in said
+
+
+async def test_an_upload_cancelled_mid_transfer_is_mentioned_by_the_next_upload(
+    server: MCPServer, sandbox: Sandbox, data_dir: Path, settings: Settings
+) -> None:
+    dataset_id = _dataset(sandbox, {"review": {"type": "text"}})
+    write_jsonl(data_dir / "c.jsonl", [{"review": f"r{i}"} for i in range(50)])
+    sandbox.faults.add("PUT *", action="stall", seconds=30, times=1)
+    async with Client(server) as client:
+        with anyio.move_on_after(2):
+            await client.call_tool("upload_file", {"dataset_id": dataset_id, "path": "c.jsonl"})
+        ledger = Ledger(settings.state_dir / "sandbox" / "ledger.sqlite3")
+        with anyio.fail_after(10):
+            while not ledger.uploads_in_state("sandbox", "cancelled"):
+                await anyio.sleep(0.05)
+        (row,) = ledger.uploads_in_state("sandbox", "cancelled")
+        ledger.close()
+        sandbox.faults.clear()
+        again = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "c.jsonl"})
+    data = _data(again)
+    assert data["status"] == "complete" and row.import_id in data["orphaned_imports"]
+    said = _body(again)
+    assert "Left behind" in said and row.import_id in said and "uninitialised" in said
