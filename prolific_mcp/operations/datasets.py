@@ -6,8 +6,8 @@ import logging
 
 import anyio
 
-from prolific_mcp.api.errors import ProlificError
-from prolific_mcp.api.models import Dataset
+from prolific_mcp.api.errors import BadRequestError, ProlificError
+from prolific_mcp.api.models import Dataset, Workspace
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError, api_schema, checked_id, parse_fields
 from prolific_mcp.operations.results import (
@@ -28,9 +28,23 @@ log = logging.getLogger("prolific_mcp.operations")
 async def list_workspaces(deps: Deps) -> WorkspacesResult:
     workspaces = await deps.client.list_workspaces()
     infos = [WorkspaceInfo(id=w.id, title=one_line(w.title or "", 120) or None) for w in workspaces]
-    default = deps.options.default_workspace_id or (infos[0].id if len(infos) == 1 else None)
+    default = await _default_workspace(deps, workspaces)
     result = WorkspacesResult(mode=deps.mode, workspaces=infos, default_workspace_id=default)
     return result.with_text(render.workspaces(infos, default))
+
+
+async def _default_workspace(deps: Deps, workspaces: list[Workspace]) -> str | None:
+    """PROLIFIC_WORKSPACE_ID, else the only workspace; in sandbox mode the sandbox's default (its user's current
+    workspace), so its second workspace (without typed datasets) is used only when named."""
+    if deps.options.default_workspace_id:
+        return deps.options.default_workspace_id
+    if len(workspaces) == 1:
+        return workspaces[0].id
+    if deps.mode == "sandbox" and workspaces:
+        current = (await deps.client.get_me()).current_workspace_id
+        if current in {w.id for w in workspaces}:
+            return current
+    return None
 
 
 async def _found_through_batches(
@@ -141,26 +155,39 @@ async def get_dataset(deps: Deps, dataset_id: str) -> DatasetResult:
 
 
 async def create_dataset(
-    deps: Deps,
-    name: str,
-    workspace_id: str | None = None,
-    fields: object = None,
-    strict: bool = False,
-    legacy_v3: bool = False,
+    deps: Deps, name: str, workspace_id: str | None = None, fields: object = None, strict: bool = False
 ) -> DatasetResult:
+    """Create a dataset. Its version is the workspace's choice, never ours: with fields a schema is sent (a typed
+    workspace makes it V4; one without typed datasets refuses it), without fields no `schema` key at all (V4 with
+    no schema yet, or V3). The result reads `schema_version` from Prolific's answer (docs/prolific-api.md, Schemas
+    and migrations)."""
     if not isinstance(name, str) or not name.strip():
         raise OperationError("name is empty: give the dataset a name people will recognise")
     name = name.strip()
-    if legacy_v3 and fields:
-        raise OperationError("legacy_v3 datasets have no schema: drop fields, or create a V4 dataset (legacy_v3=false)")
-    schema = None if legacy_v3 else parse_fields(fields, strict)
+    schema = parse_fields(fields, strict)
+    body_schema = None if schema.is_empty else api_schema(schema)
     wid = await _workspace(deps, workspace_id)
-    dataset = await deps.client.create_dataset(name, wid, api_schema(schema) if schema is not None else None)
+    try:
+        dataset = await deps.client.create_dataset(name, wid, body_schema)
+    except BadRequestError as exc:
+        if body_schema is None or not _refuses_typed(exc):
+            raise
+        raise OperationError(render.schema_refused_by_workspace(wid, name, exc)) from None
     await deps.remember(dataset, "created")
     result = dataset_result(deps, dataset)
     result.created = True
-    schemaless = schema is not None and schema.is_empty
-    return result.with_text(render.created(result, v3=legacy_v3, schemaless=schemaless))
+    v3 = not dataset.is_v4
+    schemaless = not v3 and not result.fields
+    return result.with_text(render.created(result, v3=v3, schemaless=schemaless))
+
+
+def _refuses_typed(exc: BadRequestError) -> bool:
+    """True when Prolific's 400 to a create with a schema is about the schema itself (a `schema` detail, or the
+    typed-datasets feature named): our own checks already passed, so the workspace is refusing schemas."""
+    said = " ".join((str(exc), *exc.details)).lower()
+    if any(line.lower().startswith("schema:") for line in exc.details):
+        return True
+    return "typed" in said or ("feature" in said and "schema" in said)
 
 
 async def _workspace(deps: Deps, workspace_id: str | None) -> str:
@@ -169,6 +196,7 @@ async def _workspace(deps: Deps, workspace_id: str | None) -> str:
     if deps.options.default_workspace_id:
         return deps.options.default_workspace_id
     workspaces = await deps.client.list_workspaces()
-    if len(workspaces) == 1:
-        return workspaces[0].id
+    default = await _default_workspace(deps, workspaces)
+    if default is not None:
+        return default
     raise OperationError(render.which_workspace([(w.id, w.title) for w in workspaces]))

@@ -11,7 +11,7 @@ from mcp.server.mcpserver import MCPServer
 
 from prolific_mcp.demo import drive
 from prolific_mcp.sandbox import Sandbox
-from tests.server.conftest import SCHEMA_FIELDS, call, ok, records, text_of, write_jsonl
+from tests.server.conftest import SCHEMA_FIELDS, ok, records, text_of, write_jsonl
 
 pytestmark = pytest.mark.anyio
 
@@ -47,13 +47,16 @@ def sandbox_dataset(sandbox: Sandbox) -> str:
     return str(response.json()["id"])
 
 
-async def test_create_dataset_asks_which_workspace_when_there_are_several(server: MCPServer, sandbox: Sandbox) -> None:
+async def test_create_dataset_in_the_sandbox_uses_its_default_workspace_among_several(
+    server: MCPServer, sandbox: Sandbox
+) -> None:
+    """The sandbox has several workspaces (its second has no typed datasets): without workspace_id the sandbox's
+    default is used (docs/architecture.md, Modes and the sandbox process). Prolific mode asks which one
+    (tests/operations/test_fidelity.py)."""
     other = sandbox.seed_workspace("Second lab")
     async with Client(server) as client:
-        ambiguous = await call(client, "create_dataset", {"name": "Where?"})
-        assert ambiguous.is_error
-        assert other["id"] in text_of(ambiguous)
-        assert "PROLIFIC_WORKSPACE_ID" in text_of(ambiguous)
+        defaulted = await ok(client, "create_dataset", {"name": "Where?"})
+        assert (defaulted.structured_content or {})["workspace_id"] == sandbox.workspace_id
         placed = await ok(client, "create_dataset", {"name": "Here", "workspace_id": other["id"]})
         assert (placed.structured_content or {})["workspace_id"] == other["id"]
 
