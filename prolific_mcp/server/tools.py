@@ -461,7 +461,8 @@ def to_call_result(result: Result, notice: str | None = None, adjusted: Sequence
     step = render.call_text(result.next_call) if result.next_call is not None else None
     body = result.text
     if step is not None and step not in body:
-        body = f"{body}\nNext: {step}" if body else f"Next: {step}"
+        lead = "Then" if body.startswith("Next:") or "\nNext:" in body else "Next"
+        body = f"{body}\n{lead}: {step}" if body else f"Next: {step}"
     text = safe_text("\n".join([*notices, *(f"Note: {a}" for a in adjusted), body]))
     data = structured(result)
     data.update(next_step=step, notice="\n".join(notices) or None, adjusted_arguments=list(adjusted))
