@@ -256,10 +256,10 @@ def import_summary(s: ImportOutcome) -> str:
         return bounded(head, [])
     else:
         head.append(f"Status {one_line(s.status, 30)}: {name} {ids}.")
-    text = bounded(head, s.groups, _tail(s))
+    tail = _tail(s)
     if s.status == "partial" and s.rejected_file is None and s.inline:
-        text += "\nNo rejected-records file was written (the data came inline); the records are listed above."
-    return text
+        tail.append("No rejected-records file was written (the data came inline); the records are listed above.")
+    return bounded(head, s.groups, tail)
 
 
 def _accepted_lines(s: ImportOutcome, name: str, ids: str) -> list[str]:

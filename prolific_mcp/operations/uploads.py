@@ -124,15 +124,16 @@ async def _plan(
         expected_rejections=report.rejected,
         groups=render.group_infos(report.groups),
     )
+    keys = key_findings(
+        report, schema, name=display, path=path, dataset_id=dataset.id, datapoints=dataset.total_datapoint_count
+    )
     if report.failure is not None:
-        raise OperationError(f"{display} cannot be imported: {report.failure}. Nothing was uploaded.")
+        renames = f"\n{keys.warning}" if keys.warning else ""  # a strict key in no record: the likely renames
+        raise OperationError(f"{display} cannot be imported: {report.failure}. Nothing was uploaded.{renames}")
     if v3:
         breaking = render.v3_breaking_rows(dataset.id, display, report.groups)
         if breaking is not None:
             raise OperationError(breaking)
-    keys = key_findings(
-        report, schema, name=display, path=path, dataset_id=dataset.id, datapoints=dataset.total_datapoint_count
-    )
     if keys.refusal is not None:
         raise OperationError(f"{keys.refusal}\nNothing was uploaded.")
     preflight.keys = keys.info

@@ -127,6 +127,21 @@ async def test_a_renamed_key_is_warned_with_both_lists_the_rename_and_the_calls_
     assert "text → review_text" in said
 
 
+async def test_under_a_strict_schema_the_refusal_names_the_likely_rename(
+    server: MCPServer, sandbox: Sandbox, data_dir: Path
+) -> None:
+    dataset_id = _dataset(sandbox, {"review_text": {"type": "text"}, "source": {"type": "metadata"}}, strict=True)
+    write_jsonl(data_dir / "strict.jsonl", [{"text": "Great", "source": "web"}])
+    async with Client(server) as client:
+        refused = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "strict.jsonl"})
+        checked = await ok(client, "validate_file", {"path": "strict.jsonl", "dataset_id": dataset_id})
+    assert refused.is_error and "no record has the field review_text" in text_of(refused)
+    assert "text → review_text" in text_of(refused) and "Nothing was uploaded" in text_of(refused)
+    assert _data(checked)["ok"] is False and _data(checked)["keys"]["likely_renames"] == {"text": "review_text"}
+    assert "text → review_text" in _body(checked)
+    assert _s3_puts(sandbox) == 0
+
+
 # ----- item 4: summaries within their limits, whose counts add up --------------------------------------------------
 
 MANY = {f"f{i}": {"type": "text"} for i in range(60)}
