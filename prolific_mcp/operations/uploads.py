@@ -474,16 +474,13 @@ async def _watch_import(
     wait: float,
     progress: Progress | None,
 ) -> ImportJob:
-    """Poll one import until it ends or the wait is over, reporting progress; its last known state."""
+    """Poll one import until it ends or the wait is over, reporting progress on every poll (the throttle in front
+    of `progress` keeps what is news, and a heartbeat); its last known state."""
     planner = PollPlanner(total_records=record_count, started_at=deps.clock())
-    last = -1.0
 
     async def report(latest: ImportJob) -> None:
-        nonlocal last
-        value, message = render.import_progress(name, record_count, latest)
-        if progress is not None and value > last:
-            await progress(value, message)
-            last = value
+        if progress is not None:
+            await progress(*render.import_progress(name, record_count, latest))
 
     fetch = partial(deps.client.get_import, dataset_id, import_id)
     pace = lambda j: (j.status, j.processed_offset)  # noqa: E731
