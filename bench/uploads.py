@@ -44,6 +44,7 @@ from bench.common import (
     reset_peak,
     rss,
 )
+from prolific_mcp.operations.results import field_list
 from prolific_mcp.sandbox import SandboxProcess
 
 DATASETS = "/api/v1/data-collection/datasets"
@@ -134,7 +135,8 @@ class Upload:
 
 async def new_dataset(client: Client, name: str) -> str:
     result = await client.call_tool(
-        "create_dataset", {"name": name, "fields": DATASET_SCHEMA["fields"], "strict": DATASET_SCHEMA["strict"]}
+        "create_dataset",
+        {"name": name, "fields": field_list(DATASET_SCHEMA["fields"]), "strict": DATASET_SCHEMA["strict"]},
     )
     if result.is_error:
         raise RuntimeError(f"create_dataset failed: {result.content}")
