@@ -246,7 +246,8 @@ def test_sandbox_commands(tmp_path: Path) -> None:
         argv = shlex.split(named_line("curl ").replace(shown.group(0), match.group(1)))
         result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
         body = json.loads(result.stdout)
-        assert [w["title"] for w in body["results"]] == ["Sandbox workspace"]
+        titles = [w["title"] for w in body["results"]]
+        assert titles == ["Sandbox workspace", "Sandbox workspace without typed datasets"]
     finally:
         proc.terminate()
         proc.wait(timeout=15)
