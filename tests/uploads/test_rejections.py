@@ -5,6 +5,7 @@ import os
 import unicodedata
 from pathlib import Path
 
+from prolific_mcp.operations import render
 from prolific_mcp.operations.render import ImportOutcome, import_summary
 from prolific_mcp.text import UNTRUSTED_OPEN, number_ranges, one_line
 from prolific_mcp.uploads.rejections import (
@@ -108,10 +109,14 @@ def test_failed_and_pending_schema_summaries() -> None:
     text = import_summary(ImportOutcome("d", "i", "a.jsonl", "failed", reason="the file is a JSON array\x07"))
     assert "nothing was imported" in text
     assert "\x07" not in text
+    fields = [{"key": "text", "type": "text"}]
+    step = render.call("set_schema", dataset_id="d", fields=fields, strict=False)
     pending = import_summary(
-        ImportOutcome("d", "i", "a.jsonl", "pending_schema", suggested_schema={"text": {"type": "text"}})
+        ImportOutcome(
+            "d", "i", "a.jsonl", "pending_schema", suggested_schema={"text": {"type": "text"}}, next_call=step
+        )
     )
-    assert 'set_schema(dataset_id="d", fields={"text":{"type":"text"}}, strict=false)' in pending
+    assert render.call_text(step) in pending and "set_schema(" in pending and '"key":"text"' in pending
 
 
 def test_all_duplicates_are_explained() -> None:
