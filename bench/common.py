@@ -22,16 +22,14 @@ DATA: Final = ROOT / "bench" / ".data"
 MB: Final = 1_000_000
 GIB: Final = 1024**3
 
-DATASET_SCHEMA: Final = {
-    "strict": True,
-    "fields": {
-        "prompt": {"type": "text", "label": "Prompt"},
-        "response": {"type": "text", "label": "Response"},
-        "image": {"type": "image_url"},
-        "source": {"type": "metadata"},
-        "group": {"type": "task_group_id"},
-    },
+DATASET_FIELDS: Final[dict[str, dict[str, str]]] = {
+    "prompt": {"type": "text", "label": "Prompt"},
+    "response": {"type": "text", "label": "Response"},
+    "image": {"type": "image_url"},
+    "source": {"type": "metadata"},
+    "group": {"type": "task_group_id"},
 }
+DATASET_SCHEMA: Final = {"strict": True, "fields": DATASET_FIELDS}
 """The schema of the dataset files: two texts, an image URL, metadata and a task group (strict)."""
 
 _WORDS: Final = (

@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from bench import fleet
-from bench.common import DATASET_SCHEMA, MB, Result, log, median
+from bench.common import DATASET_FIELDS, MB, Result, log, median
 
 GOAL_THROUGHPUT = 0.8
 GOAL_LATENCY = 1.5
@@ -63,7 +63,7 @@ async def new_dataset(group: Fleet, server: fleet.Server, name: str) -> str:
     """Through the sandbox's API when it is known, else through the tool (either shape of its fields)."""
     if group.sandbox is not None:
         return await anyio.to_thread.run_sync(group.sandbox.new_dataset, name)
-    fields: dict[str, Any] = DATASET_SCHEMA["fields"]  # type: ignore[assignment]
+    fields = DATASET_FIELDS
     listed = [{"key": k, "type": v["type"], "label": v.get("label", "")} for k, v in fields.items()]
     problems: list[str] = []
     for shape in (listed, fields):

@@ -33,6 +33,7 @@ from mcp import Client
 
 from bench.common import (
     DATA,
+    DATASET_FIELDS,
     DATASET_SCHEMA,
     MB,
     ROOT,
@@ -136,7 +137,7 @@ class Upload:
 async def new_dataset(client: Client, name: str) -> str:
     result = await client.call_tool(
         "create_dataset",
-        {"name": name, "fields": field_list(DATASET_SCHEMA["fields"]), "strict": DATASET_SCHEMA["strict"]},
+        {"name": name, "fields": field_list(DATASET_FIELDS), "strict": DATASET_SCHEMA["strict"]},
     )
     if result.is_error:
         raise RuntimeError(f"create_dataset failed: {result.content}")
