@@ -150,6 +150,7 @@ async def _plan(
         v3=v3,
         v3_before=V3Baseline.of(dataset) if v3 else None,
         allowed_dirs=deps.options.allowed_dirs,
+        key_warning=keys.warning,
     )
     return plan, preflight
 
@@ -264,6 +265,8 @@ class _Facts:
     v3: bool = False
     path: str | None = None
     """The local file (None for inline content): the next call names it."""
+    key_warning: str | None = None
+    """The pre-flight's warning that the file's keys and the schema's differ, repeated in every answer."""
 
 
 def _result(deps: Deps, facts: _Facts, status: str, finished: bool, value: float) -> ImportResult:
@@ -288,7 +291,8 @@ def _unfinished(
     result.next_call = render.next_call(
         facts.dataset_id, facts.import_id, uploading=uploading, wait=wait, path=facts.path, filename=facts.filename
     )
-    return result.with_text(render.still_going(message, gave_up=gave_up, then=result.next_call))
+    text = render.still_going(message, gave_up=gave_up, then=result.next_call)
+    return result.with_text(f"{facts.key_warning}\n{text}" if facts.key_warning else text)
 
 
 async def _finished(
@@ -328,7 +332,7 @@ async def _finished(
         suggested_schema=explained.suggested_schema,
         write_problem=explained.write_problem,
         inline=facts.inline and bool(latest.errors),
-        key_warning=facts.preflight.keys.warning if facts.preflight and facts.preflight.keys else None,
+        key_warning=facts.key_warning,
     )
     return result.with_text(render.import_summary(outcome))
 
@@ -354,6 +358,7 @@ async def job_result(deps: Deps, job: UploadJob, finished: bool, preflight: Pref
         preflight,
         inline=plan.local_path is None,
         path=str(plan.local_path) if plan.local_path is not None else None,
+        key_warning=plan.key_warning,
     )
     value, message = render.progress(job)
     latest = job.latest
@@ -410,6 +415,7 @@ async def stored_outcome(deps: Deps, row: UploadRow, plan: UploadPlan, preflight
         True,
         plan.local_path is None,
         path=str(plan.local_path) if plan.local_path is not None else None,
+        key_warning=plan.key_warning,
     )
     result = _result(deps, facts, row.state, True, 100.0)
     result.rejected_written = explained.rejected_written

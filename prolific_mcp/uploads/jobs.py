@@ -66,6 +66,9 @@ class UploadPlan:
     write_rejected: bool = True
     allowed_dirs: Sequence[Path] = ()
     """Where the rejected-records file may be written (beside `local_path`, checked again when writing)."""
+    key_warning: str | None = None
+    """The pre-flight's warning that the file's keys and the schema's differ: every answer about this upload
+    repeats it (a hand-off, get_import_status on the live job, the outcome)."""
 
 
 @dataclass(eq=False)

@@ -106,6 +106,13 @@ async def test_a_renamed_key_is_warned_with_both_lists_the_rename_and_the_calls_
     write_jsonl(data_dir / "renamed.jsonl", [{"text": f"Great {i}", "source": "web"} for i in range(4)])
     async with Client(server) as client:
         checked = await ok(client, "validate_file", {"path": "renamed.jsonl", "dataset_id": dataset_id})
+        handed = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "renamed.jsonl", "wait_seconds": 0})
+        assert not _data(handed)["finished"] and "text → review_text" in _body(handed)
+        # The hand-off's next call follows the same (live) upload: its outcome carries the warning too.
+        followed = await ok(
+            client, "upload_file", {"dataset_id": dataset_id, "path": "renamed.jsonl", "wait_seconds": 30}
+        )
+        assert not _data(followed)["from_ledger"]
         uploaded = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "renamed.jsonl"})
     text = _body(checked)
     assert "No problems found" not in text
@@ -122,9 +129,11 @@ async def test_a_renamed_key_is_warned_with_both_lists_the_rename_and_the_calls_
     data = _data(uploaded)
     assert data["status"] == "complete"
     assert data["preflight"]["keys"]["likely_renames"] == {"text": "review_text"}
-    said = _body(uploaded)
-    assert said.startswith("Complete:") and "Warning: the file's keys and the schema's differ" in said
-    assert "text → review_text" in said
+    assert data["from_ledger"], "the same file again: the stored outcome, still with the warning"
+    for result in (followed, uploaded):
+        said = _body(result)
+        assert "Complete:" in said and "Warning: the file's keys and the schema's differ" in said
+        assert "text → review_text" in said
 
 
 async def test_under_a_strict_schema_the_refusal_names_the_likely_rename(
