@@ -343,8 +343,8 @@ async def test_validate_and_suggest_and_list_tools(server: MCPServer, data_dir: 
     async with Client(server) as client:
         suggestion = await ok(client, "suggest_schema", {"path": "r.jsonl"})
         fields = (suggestion.structured_content or {})["fields"]
-        assert fields["photo"]["type"] == "image_url"
-        assert fields["review"]["type"] == "text"
+        types = {f["key"]: f["type"] for f in fields}
+        assert (types["photo"], types["review"]) == ("image_url", "text")
         checked = await ok(client, "validate_file", {"path": "r.jsonl", "fields": fields, "strict": True})
         data = checked.structured_content or {}
         assert (data["ok"], data["record_count"], data["expected_rejections"]) == (True, 5, 1)
