@@ -911,13 +911,16 @@ def key_check(
     strict = str(schema.strict).lower()
     renamed = _renamed_fields(schema, check.renames)
     if dataset_id is not None and check.renames:
-        call = f'set_schema(dataset_id="{dataset_id}", fields={renamed}, strict={strict})'
+        consent = ", allow_destructive=true" if datapoints else ""
+        call = f'set_schema(dataset_id="{dataset_id}", fields={renamed}, strict={strict}{consent})'
         if len(call) > 700:
-            call = f'set_schema(dataset_id="{dataset_id}", fields=<the fields with the renames>, strict={strict})'
+            call = (
+                f'set_schema(dataset_id="{dataset_id}", fields=<the fields with the renames>, strict={strict}{consent})'
+            )
         if datapoints:
             call += (
-                f" (the dataset has {plural(datapoints, 'datapoint')}: renaming a schema field drops its values, so "
-                "that call needs allow_destructive=true; renaming in the file is safer)"
+                f" (the dataset has {plural(datapoints, 'datapoint')}: a renamed schema field loses the values it "
+                "holds, so renaming in the file is safer)"
             )
         fixes.append(f"change the schema to the file's keys: {call}")
     elif dataset_id is None and check.renames:
