@@ -1,11 +1,14 @@
 """The polling schedule for imports and migrations (docs/architecture.md, Waiting), and `poll_until`, the one
 loop behind every wait.
 
-Prolific's CLI polls every 3 s. We start at 3 s and grow by half each time up to 5 s, so a 5 s import costs no
-more requests than the CLI and a 60 s or 600 s import costs far fewer, while a terminal status is noticed within
-5 s. While an import is processing and we know how many records it has, the observed `processed_offset` rate
-predicts when it ends, and the next poll lands just after that instead of waiting out the interval. Jitter only
-ever shortens an interval, so the 5 s bound holds.
+Prolific's CLI polls every 3 s. We poll once when the watch starts, then at intervals growing by half up to 5 s,
+so a terminal status is noticed within 5 s and a 60 s or 600 s import costs far fewer requests than the CLI. The
+first interval is 1 s when the record count is known (a small import is often done by then, and the rate rule
+below keeps a longer one cheap), 3 s otherwise (the CLI's, so a 5 s job costs no more requests than the CLI).
+While an import is processing and we know how many records it has, the observed `processed_offset` rate predicts
+when it ends, and the next poll lands just after that (at most 5 s away) instead of following the interval: that
+keeps a 5 s import at the CLI's request count and notices a short import's end within a fraction of a second.
+Jitter applies only to the interval, and only ever shortens it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from prolific_mcp.redaction import redact
 
 log = logging.getLogger("prolific_mcp.uploads")
 
-FIRST_DELAY: Final = 3.0
+FIRST_DELAY: Final = 1.0
+"""The first interval when the record count is known (an import watched after its PUT)."""
+FIRST_DELAY_BLIND: Final = 3.0
+"""The first interval without a record count (no end can be predicted: migrations, appends, foreign imports)."""
 GROWTH: Final = 1.5
 MAX_DELAY: Final = 5.0
 MIN_DELAY: Final = 0.25
@@ -82,13 +88,18 @@ class PollPlanner:
         return remaining / self._rate
 
     def next_delay(self) -> float:
-        """Seconds to wait before the next request (at most MAX_DELAY)."""
-        self._interval = FIRST_DELAY if self._interval is None else min(MAX_DELAY, self._interval * GROWTH)
-        delay = self._interval
+        """Seconds to wait before the next request (between MIN_DELAY and MAX_DELAY).
+
+        With a predicted end (`eta`), the next request goes just after it, even past the current interval: a
+        prediction from the rate so far is late rather than early (the rate counts from the watch's start), so
+        this neither polls before the end nor waits out a longer interval after it. Otherwise the interval,
+        growing from FIRST_DELAY (FIRST_DELAY_BLIND without a record count), shortened by the jitter."""
+        if self._interval is None:
+            self._interval = FIRST_DELAY if self.total_records else FIRST_DELAY_BLIND
+        else:
+            self._interval = min(MAX_DELAY, self._interval * GROWTH)
         eta = self.eta()
-        if eta is not None and eta + ETA_MARGIN < delay:
-            delay = eta + ETA_MARGIN
-        delay *= 1.0 - JITTER * self.random()
+        delay = eta + ETA_MARGIN if eta is not None else self._interval * (1.0 - JITTER * self.random())
         return max(MIN_DELAY, min(MAX_DELAY, delay))
 
 

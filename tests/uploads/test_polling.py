@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from prolific_mcp.uploads.polling import MAX_DELAY, PollPlanner
+from prolific_mcp.uploads.polling import FIRST_DELAY, FIRST_DELAY_BLIND, JITTER, MAX_DELAY, MIN_DELAY, PollPlanner
 
 
 def _simulate(duration: float, rnd: float, total: int | None = 50_000, queued: float = 0.3) -> tuple[int, float]:
@@ -43,11 +43,38 @@ def test_without_a_record_count_the_interval_still_caps_at_5s(rnd: float) -> Non
     assert lag <= MAX_DELAY
 
 
-def test_the_rate_only_shortens_the_wait_and_never_past_zero() -> None:
+def test_the_predicted_end_sets_the_next_poll_within_the_bounds() -> None:
     planner = PollPlanner(total_records=100, started_at=0.0, random=lambda: 0.0)
-    planner.next_delay()
-    planner.observe(3.0, "processing", 99)
+    assert planner.next_delay() == FIRST_DELAY
+    planner.observe(1.0, "processing", 99)
     assert planner.eta() is not None
-    assert 0.25 <= planner.next_delay() < 1.0
-    planner.observe(4.0, "processing", 99)  # no progress: the old rate stands
+    assert MIN_DELAY <= planner.next_delay() < 0.5  # one record left: just after the predicted end
+    planner.observe(2.0, "processing", 99)  # no progress: the old rate stands
     assert planner.next_delay() <= MAX_DELAY
+    slow = PollPlanner(total_records=1_000_000, started_at=0.0, random=lambda: 0.0)
+    slow.next_delay()
+    slow.observe(1.0, "processing", 10)
+    assert slow.next_delay() == MAX_DELAY  # a far end: never more than the cap
+
+
+@pytest.mark.parametrize("rnd", [0.0, 0.5, 0.999])
+@pytest.mark.parametrize("duration", [0.5, 0.8, 1.5, 2.0])
+def test_a_short_import_with_a_record_count_is_seen_soon_after_it_ends(duration: float, rnd: float) -> None:
+    requests, lag = _simulate(duration, rnd, queued=duration / 10)
+    assert lag <= 0.7
+    assert requests + 1 <= 3  # with the request at the watch's start
+
+
+@pytest.mark.parametrize("rnd", [0.0, 0.5, 0.999])
+def test_a_5s_import_costs_no_more_requests_than_the_cli(rnd: float) -> None:
+    requests, lag = _simulate(5, rnd, queued=0.5)
+    assert requests + 1 <= 3  # the CLI's: at 0, 3 and 6 s
+    assert lag <= 1.0
+
+
+@pytest.mark.parametrize("rnd", [0.0, 0.999])
+def test_without_a_record_count_the_first_wait_is_the_clis(rnd: float) -> None:
+    planner = PollPlanner(random=lambda: rnd)
+    assert FIRST_DELAY_BLIND * (1 - JITTER) <= planner.next_delay() <= FIRST_DELAY_BLIND
+    requests, _ = _simulate(5, rnd, total=None)
+    assert requests + 1 <= 3
