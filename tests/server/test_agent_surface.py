@@ -347,3 +347,17 @@ async def test_argument_errors_name_the_argument_shape_and_example(
     assert text.endswith("Nothing was sent.")
     assert not [mark for mark in DUMP_MARKS if mark in text], text
     assert len(sandbox.requests) == before
+
+
+async def test_a_legacy_v3_dataset_reads_the_same_both_ways(
+    server: MCPServer, sandbox: Sandbox, data_dir: Path, client_mode: str
+) -> None:
+    (data_dir / "v3.csv").write_text("id,text,META_source\n1,hello,web\n2,world,app\n")
+    async with Client(server, mode=client_mode) as client:
+        created = await read_both(
+            client, await ok(client, "create_dataset", {"name": "Legacy", "workspace_id": sandbox.legacy_workspace_id})
+        )
+        assert created["version"] == 3
+        assert (created["next_call"]["tool"], created["next_call"]["needs"]) == ("upload_file", ["path"])
+        uploaded = await read_both(client, await follow(client, created, path="v3.csv"))
+        assert (uploaded["status"], uploaded["next_call"]) == ("complete", None)
