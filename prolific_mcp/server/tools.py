@@ -168,7 +168,7 @@ class ArgumentError(Exception):
     """The arguments do not fit the tool's input schema; the message says which, what is expected, an example."""
 
 
-def _shape(name: str, spec: Mapping[str, Any]) -> str:
+def _shape(spec: Mapping[str, Any]) -> str:
     kind = spec.get("type")
     if kind == "boolean":
         return "true or false"
@@ -195,7 +195,7 @@ def _example(name: str, spec: Mapping[str, Any]) -> str:
 
 
 def _expected(name: str, spec: Mapping[str, Any]) -> str:
-    return f"{name} must be {_shape(name, spec)}, e.g. {_example(name, spec)}"
+    return f"{name} must be {_shape(spec)}, e.g. {_example(name, spec)}"
 
 
 def _shown(value: object) -> str:
@@ -287,7 +287,7 @@ def _check_value(name: str, spec: Mapping[str, Any], value: object, *, required:
 def _check_item(name: str, spec: Mapping[str, Any], n: int, item: object) -> object:
     """One element of a list of objects: an object; with declared properties, only those, each of its type."""
     if not isinstance(item, Mapping):
-        shape = _shape(name, {"type": "array", "items": spec})
+        shape = _shape({"type": "array", "items": spec})
         raise ArgumentError(
             f"{name} item {n} is {_shown(item)}, not an object: {name} must be {shape}, e.g. {_example(name, {})}"
         )
@@ -546,7 +546,8 @@ def _progress(ctx: Context) -> Callable[[float, str], Awaitable[None]]:
     return throttled(report)
 
 
-def _fields(fields: Sequence[FieldInput]) -> list[dict[str, str]]:
+def _fields(fields: Sequence[BaseModel]) -> list[dict[str, str]]:
+    """Fields (as taken, FieldInput, or as returned, FieldInfo) in the list shape both use."""
     return [f.model_dump() for f in fields]
 
 
@@ -637,7 +638,7 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         """
 
         def then(result: SuggestSchemaResult) -> NextCall:
-            return render.call("create_dataset", ["name"], fields=_fields_of(result), strict=result.strict)
+            return render.call("create_dataset", ["name"], fields=_fields(result.fields), strict=result.strict)
 
         return await run_tool(holder, lambda d: checks.suggest_schema(d, path, format or None), then=then)
 
@@ -842,7 +843,3 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         )
 
     return tools
-
-
-def _fields_of(result: SuggestSchemaResult) -> list[dict[str, str]]:
-    return [f.model_dump() for f in result.fields]
