@@ -23,11 +23,11 @@ export const TOOL_NAMES = [
   "validate_file",
 ];
 export const SANDBOX_LINE = "SANDBOX: nothing here reaches Prolific.";
-export const FIELDS = {
-  review: { type: "text", label: "Review" },
-  photo: { type: "image_url" },
-  source: { type: "metadata" },
-};
+export const FIELDS = [
+  { key: "review", type: "text", label: "Review" },
+  { key: "photo", type: "image_url" },
+  { key: "source", type: "metadata" },
+];
 
 /** A fresh folder with data/ (the allowed directory) and state/, removed by the returned cleanup. */
 export function workdir(prefix) {
