@@ -329,7 +329,7 @@ def check_arguments(tool: str, schema: Mapping[str, Any], raw: Mapping[str, Any]
     return {name: _check_value(name, props[name], value, required=name in required) for name, value in raw.items()}
 
 
-def _from_validation(tool: str, schema: Mapping[str, Any], exc: ValidationError) -> str:
+def from_validation(tool: str, schema: Mapping[str, Any], exc: ValidationError) -> str:
     """A validation failure the checks above let through, worded like them (never the library's dump)."""
     props: Mapping[str, Any] = schema.get("properties", {})
     names = sorted({str(err["loc"][0]) for err in exc.errors() if err.get("loc")})
@@ -358,7 +358,7 @@ class CheckedTool(Tool):
             return await super().run(checked, context, convert_result)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                said = _from_validation(self.name, self.parameters, exc.__cause__)
+                said = from_validation(self.name, self.parameters, exc.__cause__)
                 raise ToolError(
                     f"Error executing tool {self.name}: {self.error_prefix}{said}. {NOTHING_SENT}"
                 ) from None

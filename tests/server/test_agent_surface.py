@@ -18,10 +18,12 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult
+from pydantic import BaseModel, ValidationError
 
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.server.lifespan import SANDBOX_LINE
+from prolific_mcp.server.tools import from_validation
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 
 pytestmark = pytest.mark.anyio
@@ -361,3 +363,17 @@ async def test_a_legacy_v3_dataset_reads_the_same_both_ways(
         assert (created["next_call"]["tool"], created["next_call"]["needs"]) == ("upload_file", ["path"])
         uploaded = await read_both(client, await follow(client, created, path="v3.csv"))
         assert (uploaded["status"], uploaded["next_call"]) == ("complete", None)
+
+
+def test_a_validation_failure_past_the_checks_is_still_worded() -> None:
+    """The last guard: should the SDK's argument model refuse what the checks let through, the agent still reads
+    the argument, its shape and an example, never the library's dump."""
+
+    class Arguments(BaseModel):
+        wait_seconds: float
+
+    schema = {"properties": {"wait_seconds": {"type": "number", "minimum": 0, "maximum": 900, "default": 30}}}
+    with pytest.raises(ValidationError) as caught:
+        Arguments.model_validate({"wait_seconds": "soon"})
+    text = from_validation("get_import_status", schema, caught.value)
+    assert text == "get_import_status: wait_seconds must be a number of seconds from 0 to 900, e.g. wait_seconds=30"
