@@ -329,7 +329,8 @@ async def test_orphan_from_a_crash_is_uploaded_again_and_reported(
         )
         # Left by a server on another host an hour ago: its owner cannot be checked, and it is long past live.
         ledger._db.execute(
-            "UPDATE uploads SET updated_at = ?, owner = 'another-host:4242' WHERE id = ?", (time.time() - 3600, stale.id)
+            "UPDATE uploads SET updated_at = ?, owner = 'another-host:4242' WHERE id = ?",
+            (time.time() - 3600, stale.id),
         )
         result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "r.jsonl"})
         data = result.structured_content or {}
