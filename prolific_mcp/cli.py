@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 from prolific_mcp import __version__
 
 if TYPE_CHECKING:
+    import anyio
+
     from prolific_mcp.settings import Settings
 
 
@@ -98,12 +100,12 @@ def _serve(args: argparse.Namespace) -> int:
         token = settings.http_token.get_secret_value() if settings and settings.http_token else None
         options = HttpOptions(args.host, args.port, token, args.no_auth, tuple(args.allowed_host))
         try:
-            anyio.run(_until_signal, partial(serve_http, mcp, options), stopped)
+            anyio.run(_until_signal, partial(serve_http, mcp, options), stopped, True)
         except ConfigurationError as exc:
             print(f"prolific-datasets-mcp: {exc}", file=sys.stderr)
             return 2
         return 0
-    anyio.run(_until_signal, mcp.run_stdio_async, stopped)
+    anyio.run(_until_signal, lambda stop: mcp.run_stdio_async(), stopped)
     return 0
 
 
@@ -124,8 +126,11 @@ def start_line(settings: Settings | None, args: argparse.Namespace) -> str:
     )
 
 
-async def _until_signal(main: Callable[[], Awaitable[None]], stopped: threading.Event) -> None:
-    """Run `main` until it returns or SIGINT/SIGTERM arrives; then stop it, and exit at most STOP_GRACE s later.
+async def _until_signal(
+    main: Callable[[anyio.Event], Awaitable[None]], stopped: threading.Event, graceful: bool = False
+) -> None:
+    """Run `main(stop)` until it returns or SIGINT/SIGTERM arrives; then set `stop` (the HTTP server shuts down
+    gracefully on it) and cancel `main` after a moment, and exit at most STOP_GRACE s after the signal.
 
     The SDK reads stdin in a worker thread that nothing can interrupt, so after a signal the server would otherwise
     wait for the client to close stdin. Once the lifespan has closed everything (`stopped`), or STOP_GRACE has
@@ -134,6 +139,7 @@ async def _until_signal(main: Callable[[], Awaitable[None]], stopped: threading.
     import anyio
 
     failed: list[Exception] = []
+    stop = anyio.Event()
     async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
@@ -141,12 +147,15 @@ async def _until_signal(main: Callable[[], Awaitable[None]], stopped: threading.
                 async for signum in signals:
                     logging.getLogger("prolific_mcp").info("%s received: stopping", signal.Signals(signum).name)
                     threading.Thread(target=_exit_once_stopped, args=(stopped,), daemon=True).start()
+                    stop.set()
+                    if graceful:  # the HTTP server stops by itself on `stop`; cancel only what is left after a while
+                        await anyio.sleep(STOP_GRACE / 2)
                     tg.cancel_scope.cancel()
                     return
 
         async def run_main() -> None:
             try:
-                await main()
+                await main(stop)
             except Exception as exc:  # raised below as it is, not wrapped in the task group's ExceptionGroup
                 failed.append(exc)
             finally:

@@ -15,6 +15,7 @@ import secrets
 import sys
 from dataclasses import dataclass, replace
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
@@ -115,8 +116,9 @@ def http_app(mcp: MCPServer, options: HttpOptions) -> ASGIApp:
     return GuardMiddleware(app, security, options.token)
 
 
-async def serve_http(mcp: MCPServer, options: HttpOptions) -> None:
-    """Serve until interrupted; a generated token is printed once, to stderr."""
+async def serve_http(mcp: MCPServer, options: HttpOptions, stop: anyio.Event | None = None) -> None:
+    """Serve until interrupted, or until `stop` is set (then uvicorn shuts down gracefully: connections get 1 s, the
+    lifespan closes the services); a generated token is printed once, to stderr."""
     generated = options.token is None and not options.no_auth
     options = check_options(options)
     if generated:
@@ -126,7 +128,19 @@ async def serve_http(mcp: MCPServer, options: HttpOptions) -> None:
             file=sys.stderr,
             flush=True,
         )
-    await uvicorn.Server(server_config(mcp, options)).serve()
+    server = uvicorn.Server(server_config(mcp, options))
+    if stop is None:
+        await server.serve()
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def exit_on_stop() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        tg.start_soon(exit_on_stop)
+        await server.serve()
+        tg.cancel_scope.cancel()
 
 
 def server_config(mcp: MCPServer, options: HttpOptions) -> uvicorn.Config:

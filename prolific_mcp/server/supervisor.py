@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -112,7 +113,8 @@ class SandboxSupervisor:
     # --- checks -----------------------------------------------------------------------------------------------------
 
     def _running(self) -> bool:
-        """The sandbox we talk to still runs, and is still the one the folder's address names."""
+        """The sandbox we talk to still runs, is still the one the folder's address names, and its port takes
+        connections (a worker thread: the connection may take up to a second when it is stuck)."""
         address = self.address
         if address is None:
             return False
@@ -120,15 +122,21 @@ class SandboxSupervisor:
             alive = self.process.alive()
         else:
             alive = _pid_alive(address.pid)
-        return alive and read_address(self.folder) == address and self._missed < MISSED_PINGS
+        return (
+            alive and read_address(self.folder) == address and self._missed < MISSED_PINGS and _listening(address.url)
+        )
 
     async def ensure_running(self) -> None:
         """If the sandbox is gone, attach to the one another server has started, or start it again, and note it for
         the next result. A restart under way is waited for, so no call goes to the old address."""
-        if self.closing or (self._running() and not self._lock.locked()):
+        if self.closing:
+            return
+        if not self._lock.locked() and await anyio.to_thread.run_sync(self._running):
             return
         async with self._lock:
-            if self.closing or self._running() or anyio.current_time() < self._next_try:
+            if self.closing or anyio.current_time() < self._next_try:
+                return
+            if await anyio.to_thread.run_sync(self._running):
                 return
             await self._replace()
 
@@ -251,13 +259,27 @@ def _port(url: str) -> int:
 
 
 def _pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a sandbox whose starter died waits for its new parent to reap it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's: not ours to use
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): the port check in _running() tells
+        return True
+
+
+def _listening(url: str) -> bool:
+    """Something accepts connections on the sandbox's API port (a refused connection means it is gone)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=1.0):
+            return True
+    except OSError:
+        return False
 
 
 def _answers(address: SandboxAddress, folder: Path) -> bool:
