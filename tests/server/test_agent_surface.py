@@ -260,12 +260,14 @@ async def test_handoffs_name_the_real_path_and_every_clamp_is_said(
                 assert handoff["arguments"]["import_id"] == data["import_id"]
             assert handoff["arguments"]["wait_seconds"] == 30  # the configured wait (PROLIFIC_MCP_WAIT_SECONDS)
 
+            sbx.faults.add("POST */datapoints", status=409, times=1)  # the dataset is held (an import runs)
             blocked = await call(
                 client, "append_records", {"dataset_id": dataset_id, "records": records(1, start=90), "wait_seconds": 0}
             )
-            if blocked.is_error:  # the import still holds the dataset: the error names the call that waits it out
-                assert "nothing was appended" in text_of(blocked)
-                assert "get_" in text_of(blocked) and "append_records again" in text_of(blocked)
+            said = text_of(blocked)
+            assert blocked.is_error and "nothing was appended" in said, said
+            assert "get_import_status(" in said or f'get_dataset(dataset_id="{dataset_id}")' in said, said
+            assert "then call append_records again with the same records" in said
 
             with anyio.fail_after(60):
                 while not data["finished"]:
