@@ -45,6 +45,9 @@ MAX_GROUPS_SHOWN: Final = 10
 """At most this many groups written out in a text summary; the rest are counted in one '… and N more' line."""
 MAX_EXCERPTS: Final = 5
 """At most this many excerpts from the file in a text summary."""
+EXCERPT_SOURCE: Final = 4096
+"""How much of a record (bytes of its line, characters of a text value) an excerpt is cut from: far more than
+an excerpt shows, so white space folded away still leaves enough."""
 NOT_ITEMISED: Final = "not itemised by Prolific"
 OTHER: Final = "other causes (more kinds of problem than a summary lists)"
 READ_BUFFER: Final = 1024 * 1024
@@ -171,7 +174,7 @@ def _pick_jsonl(stream: BinaryIO, indexes: set[int], last: int) -> Iterator[Pick
     counts as a record but is never copied (it is not read whole)."""
     index = 0
     for line_no, body in jsonl_lines(stream):
-        if body is not None and not body.strip():
+        if body is not None and (not body or body.isspace()):  # no copy of a long line
             continue
         if body is not None and index in indexes:
             try:
@@ -239,7 +242,7 @@ def attach_excerpts(groups: Sequence[RejectionGroup], picked: Iterable[PickedRec
             value = first.value[group.field]
             group.excerpt = one_line(value if isinstance(value, str) else orjson.dumps(value).decode())
         elif group.field == RAW_FIELD or first.value is None:
-            group.excerpt = one_line(first.raw.decode("utf-8", "replace"))
+            group.excerpt = one_line(first.raw[:EXCERPT_SOURCE].decode("utf-8", "replace"))
 
 
 @dataclass(slots=True)
@@ -295,7 +298,16 @@ async def explain(
 
 
 def _pick(opened: OpenedFile, fmt: FileFormat, indexes: set[int], wanted: set[int]) -> list[PickedRecord]:
-    return [r for r in pick_records(opened.fd, fmt, indexes) if r.index in wanted]
+    return [_for_excerpts(r) for r in pick_records(opened.fd, fmt, indexes) if r.index in wanted]
+
+
+def _for_excerpts(record: PickedRecord) -> PickedRecord:
+    """The record cut to what an excerpt can show (EXCERPT_SOURCE bytes of the line, as many characters of each
+    text value), so that the records kept for excerpts cost kilobytes each whatever their size in the file."""
+    value = record.value
+    if value is not None and any(isinstance(v, str) and len(v) > EXCERPT_SOURCE for v in value.values()):
+        value = {k: v[:EXCERPT_SOURCE] if isinstance(v, str) else v for k, v in value.items()}
+    return PickedRecord(record.index, record.line, record.raw[:EXCERPT_SOURCE], value)
 
 
 async def _read_rejected(
@@ -315,7 +327,7 @@ async def _read_rejected(
 
     def keep(record: PickedRecord) -> None:
         if record.index in wanted:
-            picked.append(record)
+            picked.append(_for_excerpts(record))
 
     def one_pass() -> tuple[Path, int] | None:
         return write_rejected_file(
