@@ -203,7 +203,12 @@ async def test_three_servers_in_prolific_mode_share_one_state_directory(tmp_path
     calls = Calls()
     with Sandbox.start(state_dir=tmp_path / "prolific", pace="fast", token="tok-shared") as sbx:
         params = stdio_params(
-            tmp_path, data_dir, PROLIFIC_MODE="prolific", PROLIFIC_TOKEN="tok-shared", PROLIFIC_URL=sbx.url
+            tmp_path,
+            data_dir,
+            PROLIFIC_MODE="prolific",
+            PROLIFIC_TOKEN="tok-shared",
+            PROLIFIC_URL=sbx.url,
+            PROLIFIC_WORKSPACE_ID=sbx.workspace_id,  # the stand-in has two workspaces, as an account may
         )
         with anyio.fail_after(180):
             async with AsyncExitStack() as stack:
