@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,20 @@ def test_scan_hashes_counts_and_groups_in_one_pass(root: Path) -> None:
     assert (report.size, report.record_count, report.rejected) == (path.stat().st_size, 31, 4)
     got = {(g.key or g.field, g.count): g.records for g in report.groups}
     assert got == {("text", 2): [8, 9], ("img", 1): [4], ("_raw", 1): [31]}
+
+
+def test_the_scan_hash_of_a_file_of_many_chunks_is_the_files_and_its_thread_ends(root: Path) -> None:
+    """The sha256 is computed in a thread beside the parsing (files.py, _Sha256Thread): more chunks than its queue
+    holds, a last partial chunk, and no thread left behind."""
+    path = root / "many.jsonl"
+    line = b'{"text": "' + b"x" * 1000 + b'"}\n'
+    path.write_bytes(line * (12 * 1024 + 7))
+    before = {t.name for t in threading.enumerate()}
+    with open_regular_file(path) as opened:
+        report = scan_file(opened.fd, "jsonl", expected_size=opened.size)
+    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert (report.size, report.record_count) == (path.stat().st_size, 12 * 1024 + 7)
+    assert "prolific-mcp-sha256" not in {t.name for t in threading.enumerate()} - before
 
 
 def test_scan_refuses_what_is_certain_to_fail(root: Path) -> None:
