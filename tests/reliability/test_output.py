@@ -16,6 +16,7 @@ from mcp import Client
 
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
+from prolific_mcp.server.lifespan import SANDBOX_LINE
 from prolific_mcp.text import UNTRUSTED_CLOSE, UNTRUSTED_OPEN
 from tests.reliability.conftest import Transcript
 from tests.server.conftest import SCHEMA_FIELDS, make_settings, records, text_of, write_jsonl
@@ -49,7 +50,12 @@ async def test_record_text_is_quoted_as_data_only_fenced_and_cut(tmp_path: Path,
     assert "right now" not in text, "the quote is cut (at most 80 characters)"
     outside_fence = text[:start] + text[end:]
     assert "id_rsa" not in outside_fence
-    assert "IGNORE" not in json.dumps(result.structured_content), "record text is not copied into structured data"
+    data = dict(result.structured_content or {})
+    summary, excerpts = data.pop("summary"), data.pop("untrusted_file_excerpts")
+    assert summary == text and summary.startswith(SANDBOX_LINE), "the structured account is the text block's"
+    assert [e["record"] for e in excerpts if "IGNORE PREVIOUS" in e["text"]] == [3], "quoted under the untrusted key"
+    assert all(len(e["text"]) <= 80 for e in excerpts)
+    assert "IGNORE" not in json.dumps(data), "record text appears nowhere else in the structured content"
 
 
 async def test_invisible_characters_never_reach_the_agent(tmp_path: Path, data_dir: Path) -> None:

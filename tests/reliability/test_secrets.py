@@ -51,11 +51,13 @@ def assert_never_contacted(sock: socket.socket) -> None:
         sock.accept()
 
 
-def prolific_settings(tmp_path: Path, data_dir: Path, token: str, url: str) -> Any:
-    """Prolific mode (the real token path) against a loopback API: the sandbox stands in for Prolific."""
+def prolific_settings(tmp_path: Path, data_dir: Path, token: str, url: str, workspace_id: str) -> Any:
+    """Prolific mode (the real token path) against a loopback API: the sandbox stands in for Prolific (it has two
+    workspaces, as an account may, so the default one is named)."""
     return load_settings(
         {
             "PROLIFIC_MODE": "prolific",
+            "PROLIFIC_WORKSPACE_ID": workspace_id,
             "PROLIFIC_TOKEN": token,
             "PROLIFIC_URL": url,
             "PROLIFIC_MCP_STATE_DIR": str(tmp_path / "state"),
@@ -85,7 +87,7 @@ async def test_the_sentinel_token_and_signatures_never_leak(
         Sandbox.start(state_dir=tmp_path / "sandbox", pace="fast", token=token) as sbx,
         elsewhere() as (other_url, other),
     ):
-        server = build_server(prolific_settings(tmp_path, data_dir, token, sbx.url))
+        server = build_server(prolific_settings(tmp_path, data_dir, token, sbx.url, sbx.workspace_id))
         caplog.set_level(logging.DEBUG)
         for name in ("httpx2", "httpcore2"):
             logging.getLogger(name).setLevel(logging.DEBUG)  # httpx logs full URLs at INFO: it must be redacted
@@ -186,7 +188,7 @@ async def test_client_credentials_are_never_passed_on(tmp_path: Path, data_dir: 
     token = sentinel_token()
     mcp_token = "mcp-bearer-" + sentinel_token()
     with Sandbox.start(state_dir=tmp_path / "sandbox", pace="fast", token=token) as sbx:
-        server = build_server(prolific_settings(tmp_path, data_dir, token, sbx.url))
+        server = build_server(prolific_settings(tmp_path, data_dir, token, sbx.url, sbx.workspace_id))
         with anyio.fail_after(60):
             async with _serve(server, HttpOptions(token=mcp_token)) as url:
                 forged = {"Authorization": f"Token {sentinel_token()}"}
