@@ -469,7 +469,7 @@ class Ledger:
         fmt: str,
         record_count: int | None,
     ) -> UploadRow:
-        """Write the import id down before a byte is PUT (DESIGN §5)."""
+        """Write the import id down before a byte is PUT (docs/architecture.md, The ledger)."""
         now = self._clock()
         with self._transaction() as db:
             cur = db.execute(

@@ -1,4 +1,5 @@
-"""The outside contract (shared/contract/sandbox_contract.py), ported: the same flow, in order, at the default pace."""
+"""The outside contract check of a running sandbox (kept outside this repository), ported: the same flow, in order, at
+the default pace."""
 
 from __future__ import annotations
 

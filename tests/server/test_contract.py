@@ -63,7 +63,7 @@ def _keys(schema: Any) -> set[str]:
     return found
 
 
-async def test_tools_match_the_design_table(server: MCPServer) -> None:
+async def test_tools_match_the_tool_table(server: MCPServer) -> None:
     async with Client(server) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert set(tools) == set(TABLE)
