@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import httpx2
@@ -38,6 +38,10 @@ DATASETS = "/api/v1/data-collection/datasets"
 TERMINAL = frozenset({"complete", "partial", "failed", "pending_schema"})
 READY = re.compile(r"ready at (?P<url>http://\S+) \(fake S3 at (?P<s3>http://[^,\s)]+)")
 """The sandbox's one stdout line (docs/sandbox.md, Running it)."""
+
+
+BASELINE_COMMAND: Final = [sys.executable, "-m", "bench.baseline"]
+"""The server with the earlier polling schedule and inline scan hash (bench/baseline.py)."""
 
 
 def server_command() -> list[str]:
@@ -182,12 +186,15 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def stdio_server(env: dict[str, str], home: Path, log_path: Path) -> AsyncIterator[Server]:
+async def stdio_server(
+    env: dict[str, str], home: Path, log_path: Path, command: list[str] | None = None
+) -> AsyncIterator[Server]:
     """The server over stdio, as a client spawns it; its stderr goes to `log_path`, and its pid is found in /proc
-    (the SDK does not expose it) so its memory can be read."""
+    (the SDK does not expose it) so its memory can be read. `command`: another command than the server's own
+    (bench/baseline.py: the earlier code)."""
     await anyio.Path(home).mkdir(parents=True, exist_ok=True)
     full = _env({"HOME": str(home), "PROLIFIC_MCP_ALLOWED_DIRS": str(DATA), "BENCH_LOG": str(log_path), **env})
-    cmd = server_command()
+    cmd = command or server_command()
     params = StdioServerParameters(
         command="/bin/sh", args=["-c", 'exec "$0" "$@" 2>>"$BENCH_LOG"', *cmd], env=full, cwd=str(home)
     )

@@ -88,26 +88,47 @@ async def upload_call(server: fleet.Server, sandbox: fleet.Sandbox, dataset_id: 
 
 
 async def _side_by_side(files: list[Path], rounds: int, folder: Path) -> dict[Path, dict[str, Any]]:
+    """Per file and round: the floor, upload_file on the server, and upload_file on the server with the earlier
+    code (bench/baseline.py), each to a dataset of its own, in that order."""
     out: dict[Path, dict[str, Any]] = {}
     with fleet.standalone_sandbox(folder) as sandbox:
         env = fleet.url_env(sandbox.url, folder / "state")
-        async with fleet.stdio_server(env, folder / "home", folder / "server.log") as server:
-            warm = await anyio.to_thread.run_sync(sandbox.new_dataset, "warm-up")
-            await upload_call(server, sandbox, warm, files[0])
+        before_env = fleet.url_env(sandbox.url, folder / "state-before")
+        async with (
+            fleet.stdio_server(env, folder / "home", folder / "server.log") as server,
+            fleet.stdio_server(
+                before_env, folder / "home-before", folder / "server-before.log", fleet.BASELINE_COMMAND
+            ) as before,
+        ):
+            for warm_up in (server, before):
+                warm = await anyio.to_thread.run_sync(sandbox.new_dataset, "warm-up")
+                await upload_call(warm_up, sandbox, warm, files[0])
             for path in files:
                 floors: list[dict[str, float]] = []
                 calls: list[Call] = []
+                earlier: list[Call] = []
                 for _ in range(rounds):
                     dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "floor")
                     floors.append(await anyio.to_thread.run_sync(fleet.floor_upload, sandbox, dataset, path))
                     dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "upload_file")
                     calls.append(await upload_call(server, sandbox, dataset, path))
+                    dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "upload_file, earlier code")
+                    earlier.append(await upload_call(before, sandbox, dataset, path))
                 floor_times = [f["seen"] - f["started"] for f in floors]
                 ratios = [c.total / f for c, f in zip(calls, floor_times, strict=True)]
-                out[path] = {"floors": floors, "calls": calls, "floor": median(floor_times), "ratio": median(ratios)}
+                before_ratios = [c.total / f for c, f in zip(earlier, floor_times, strict=True)]
+                out[path] = {
+                    "floors": floors,
+                    "calls": calls,
+                    "earlier": earlier,
+                    "floor": median(floor_times),
+                    "ratio": median(ratios),
+                    "before": median(before_ratios),
+                }
                 log(
                     f"  {path.name}: upload_file {median([c.total for c in calls]):.2f} s vs floor "
-                    f"{median(floor_times):.2f} s: {median(ratios):.2f}x"
+                    f"{median(floor_times):.2f} s: {median(ratios):.2f}x (earlier code "
+                    f"{median([c.total for c in earlier]):.2f} s: {median(before_ratios):.2f}x)"
                 )
     return out
 
@@ -161,15 +182,18 @@ def run(small: Path, large: Path, rounds: int, lengths: tuple[float, ...], seeds
         calls: list[Call] = side["calls"]
         floors = side["floors"]
         size = path.stat().st_size
+        earlier: list[Call] = side["earlier"]
         rows.append(
             f"| {path.name} ({size / MB:,.0f} MB) | {side['floor']:.2f} s | "
+            f"{median([c.total for c in earlier]):.2f} s ({side['before']:.2f}×) | "
             f"{median([c.total for c in calls]):.2f} s | **{side['ratio']:.2f}×** | "
+            f"{median([c.preflight_done - c.started for c in earlier]):.2f} s → "
             f"{median([c.preflight_done - c.started for c in calls]):.2f} s | "
             f"{median([c.put_done - c.put_started for c in calls]):.2f} s / "
             f"{median([f['put'] - f['url'] for f in floors]):.2f} s | "
             f"{median([c.ended - c.put_done - c.terminal_lag for c in calls]):.2f} s / "
             f"{median([f['seen'] - f['put'] for f in floors]):.2f} s | "
-            f"{median([c.terminal_lag for c in calls]):.2f} s |"
+            f"{median([c.terminal_lag for c in earlier]):.2f} s → {median([c.terminal_lag for c in calls]):.2f} s |"
         )
     lag_rows = []
     for row in lags:
@@ -184,19 +208,23 @@ def run(small: Path, large: Path, rounds: int, lengths: tuple[float, ...], seeds
         "Time to outcome: `upload_file` call → result vs a floor client (default pace)",
         f"1 MB ≤ {GOAL_SMALL}×, large file ≤ {GOAL_LARGE}× the floor; terminal → result ≤ 1 s median, ≤ 2 s worst; "
         f"requests over 600 s ≤ {GOAL_REQUESTS}× the CLI's",
-        f"{small.name}: {small_ratio:.2f}×; {large.name}: {large_ratio:.2f}×; lag {lag_median:.2f} s median, "
+        f"{small.name}: {small_ratio:.2f}× (earlier code {sides[small]['before']:.2f}×); {large.name}: "
+        f"{large_ratio:.2f}× (earlier code {sides[large]['before']:.2f}×); lag {lag_median:.2f} s median, "
         f"{lag_worst:.2f} s worst; 600 s: {request_ratio:.2f}× the CLI's requests",
         f"{small_ratio:.2f}× / {large_ratio:.2f}×",
         met,
         [
-            f"Median of {rounds} alternating runs per file (the ratio: the median of each run's pair). The floor: "
+            f"Median of {rounds} alternating runs per file (the ratio: the median of each run's pair). The earlier "
+            "code: the same server with the polling schedule and the scan's inline hash of before this round "
+            "(bench/baseline.py), in the same runs, against the same floor. The floor: "
             "the upload URL, `curl -T`, the import polled every 50 ms. Pre-flight: call → the first 'asking for an "
             "upload URL' notification (the dataset read and the scan). Watch: PUT end → the terminal status (the "
             "sandbox's timestamp). Lag: terminal status → the call's result.",
             "",
-            "| File | floor | upload_file | ratio | pre-flight | PUT (upload_file / curl) | PUT end → terminal "
-            "(upload_file / floor) | terminal → result |",
-            "|---|---|---|---|---|---|---|---|",
+            "| File | floor | upload_file, earlier code (ratio) | upload_file | ratio | pre-flight (earlier → now) | "
+            "PUT (upload_file / curl) | PUT end → terminal (upload_file / floor) | terminal → result (earlier → "
+            "now) |",
+            "|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             *(

@@ -38,7 +38,7 @@ from prolific_mcp.sandbox.handshake import (
     try_lock,
     write_address,
 )
-from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError, load_fault_file
+from prolific_mcp.sandbox.runtime import SWITCH_INTERVAL, SandboxServer, SandboxStartError, load_fault_file
 
 log = logging.getLogger("prolific_mcp.sandbox")
 
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shared and config.token is None:
         print(f"prolific sandbox: --shared needs a token ({TOKEN_ENV} or --token)", file=sys.stderr)
         return 2
+    sys.setswitchinterval(SWITCH_INTERVAL)  # API requests answered promptly while an import thread runs
     try:
         asyncio.run(_run_cli(server, on_ready, args))
     except SandboxStartError as exc:

@@ -38,6 +38,11 @@ log = logging.getLogger("prolific_mcp.sandbox")
 
 HOST: Final = "127.0.0.1"
 LOCK_FILENAME: Final = "sandbox.lock"
+SWITCH_INTERVAL: Final = 0.001
+"""The sandbox process's GIL switch interval (Python's default is 5 ms). An import's worker thread holds the GIL
+while it parses and validates; every API request waits for it at each hand-off (the socket, the db thread), so
+with the default a 2 ms request took 7 ms while an import ran. `cli.main` sets it for a sandbox in its own
+process (docs/performance.md, goal 9)."""
 
 
 class SandboxStartError(RuntimeError):
