@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from prolific_mcp.redaction import RedactingFilter
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 QUIET = ("httpx2", "httpcore2", "uvicorn.error")
 """Loggers kept at WARNING below the debug level (the SDK's request logging stays at its own level)."""
@@ -16,6 +18,7 @@ def configure_logging(level: str = "info") -> None:
     MCPServer installs its own on the root logger when it is built, so call this after building it)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactingFilter())  # every line, whichever logger wrote it (the SDK's included)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -69,3 +69,22 @@ def test_invalid_ids_are_refused_with_a_next_step(bad: object) -> None:
 
 def test_path_segment_encodes_separators() -> None:
     assert path_segment("a/../b?.csv") == "a%2F..%2Fb%3F.csv"
+
+
+def test_every_log_line_is_redacted_whichever_logger_wrote_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """The stderr handler itself redacts, so a line from the SDK's own loggers (it logs failed tool calls with
+    their arguments) or any library loses the token and presigned signatures too."""
+    from prolific_mcp.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    register_secret("tok-SENTINEL-logs-77")
+    try:
+        configure_logging()
+        logging.getLogger("mcp.server.some.module").info("tool failed: token=%s url=%s", "tok-SENTINEL-logs-77", URL)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    err = capsys.readouterr().err
+    assert "tool failed" in err and " INFO " in err
+    assert "tok-SENTINEL-logs-77" not in err and SIG not in err
