@@ -18,7 +18,7 @@ from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError
 from prolific_mcp.operations.results import Result, structured
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
-from prolific_mcp.server.tools import safe_data, safe_text
+from prolific_mcp.server.outputs import safe_data, safe_text
 from prolific_mcp.settings import StateDirError
 
 

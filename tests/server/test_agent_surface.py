@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
+from prolific_mcp.server.arguments import from_validation
 from prolific_mcp.server.lifespan import SANDBOX_LINE
-from prolific_mcp.server.tools import from_validation
 from tests.server.conftest import SCHEMA_FIELDS, call, make_settings, ok, records, text_of, write_jsonl
 
 pytestmark = pytest.mark.anyio
