@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -29,7 +29,7 @@ from prolific_mcp.sandbox.config import MAX_APPEND_BYTES, SandboxConfig
 from prolific_mcp.sandbox.faults import FaultPlan, RequestLog
 from prolific_mcp.sandbox.importer import AppendError, append_records
 from prolific_mcp.sandbox.jobs import Scheduler
-from prolific_mcp.sandbox.rows import DatasetRow
+from prolific_mcp.sandbox.rows import DatasetRow, JobError, StoredUpload
 from prolific_mcp.sandbox.s3 import Signer
 from prolific_mcp.sandbox.store import Db, Store
 from prolific_mcp.sandbox.views import (
@@ -418,36 +418,58 @@ async def upload_url(request: Request, ctx: Context) -> Response:
     return json_response(body, 201)
 
 
-async def get_import(request: Request, ctx: Context) -> Response:
+class _Job(Protocol):
+    """What an import and a migration row share: their id, their dataset, how many errors they itemise."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def dataset_pk(self) -> int: ...
+    @property
+    def error_count(self) -> int: ...
+
+
+J = TypeVar("J", bound=_Job)
+
+
+async def _job_response(
+    request: Request,
+    ctx: Context,
+    key: str,
+    find: Callable[[Db, str], J | None],
+    view: Callable[[J, str, list[JobError]], dict[str, Any]],
+    missing: str,
+) -> Response:
+    """One job of the dataset in the path (the id in path parameter `key`) with its itemised errors; a 404 worded
+    by `missing` (with {dataset} and {job} filled in) when that dataset has no such job."""
     ds = await _dataset(ctx, request.path_params["dataset_id"])
-    import_id = request.path_params["import_id"]
+    job_id = request.path_params[key]
 
     def load(db: Db) -> dict[str, Any] | None:
-        up = db.upload(import_id)
-        if up is None or up.dataset_pk != ds.pk or up.kind != "import":
+        job = find(db, job_id)
+        if job is None or job.dataset_pk != ds.pk:
             return None
-        return import_view(up, ds.id, db.errors_of(up.id) if up.error_count else [])
+        return view(job, ds.id, db.errors_of(job.id) if job.error_count else [])
 
     body = await ctx.store.run(load)
     if body is None:
-        raise ApiError(404, f"Import not found: dataset {ds.id} has no import {import_id[:80]!r}.")
+        raise ApiError(404, missing.format(dataset=ds.id, job=repr(job_id[:80])))
     return json_response(body)
+
+
+def _import(db: Db, import_id: str) -> StoredUpload | None:
+    up = db.upload(import_id)
+    return up if up is not None and up.kind == "import" else None
+
+
+async def get_import(request: Request, ctx: Context) -> Response:
+    missing = "Import not found: dataset {dataset} has no import {job}."
+    return await _job_response(request, ctx, "import_id", _import, import_view, missing)
 
 
 async def get_migration(request: Request, ctx: Context) -> Response:
-    ds = await _dataset(ctx, request.path_params["dataset_id"])
-    job_id = request.path_params["job_id"]
-
-    def load(db: Db) -> dict[str, Any] | None:
-        job = db.migration(job_id)
-        if job is None or job.dataset_pk != ds.pk:
-            return None
-        return migration_view(job, ds.id, db.errors_of(job.id) if job.error_count else [])
-
-    body = await ctx.store.run(load)
-    if body is None:
-        raise ApiError(404, f"Schema migration not found: dataset {ds.id} has no migration {job_id[:80]!r}.")
-    return json_response(body)
+    missing = "Schema migration not found: dataset {dataset} has no migration {job}."
+    return await _job_response(request, ctx, "job_id", Db.migration, migration_view, missing)
 
 
 async def append_datapoints(request: Request, ctx: Context) -> Response:

@@ -21,36 +21,39 @@ import fnmatch
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict, Unpack
 
 Action = Literal["respond", "drop", "stall", "redirect", "pass"]
 Server = Literal["api", "s3"]
 ACTIONS: Final = ("respond", "drop", "stall", "redirect", "pass")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-RULE_KEYS: Final = frozenset(
-    {
-        "match",
-        "times",
-        "server",
-        "action",
-        "status",
-        "xml_code",
-        "message",
-        "retry_after",
-        "headers",
-        "body",
-        "content_type",
-        "seconds",
-        "location",
-        "latency",
-        "when",
-        "after_bytes",
-    }
-)
 
 
 class FaultPlanError(ValueError):
     """A fault rule or plan that cannot be used; the message says which field and why."""
+
+
+class RuleOptions(TypedDict, total=False):
+    """A rule's settings besides `match`, as `make_rule` and `FaultPlan.add` take them (the JSON form's keys)."""
+
+    action: str | None
+    times: int | None
+    server: str | None
+    status: int | None
+    xml_code: str | None
+    message: str | None
+    retry_after: str | int | float | None
+    headers: Mapping[str, str] | None
+    body: str | None
+    content_type: str | None
+    seconds: float
+    location: str | None
+    latency: float
+    when: str
+    after_bytes: int | None
+
+
+RULE_KEYS: Final = frozenset({"match", *RuleOptions.__annotations__})
 
 
 @dataclass(slots=True)
@@ -214,27 +217,11 @@ def _parse_match(match: str) -> tuple[str, str]:
     return method, pattern
 
 
-def make_rule(
-    match: str,
-    *,
-    action: str | None = None,
-    times: int | None = 1,
-    server: str | None = None,
-    status: int | None = None,
-    xml_code: str | None = None,
-    message: str | None = None,
-    retry_after: str | int | float | None = None,
-    headers: Mapping[str, str] | None = None,
-    body: str | None = None,
-    content_type: str | None = None,
-    seconds: float = 0.0,
-    location: str | None = None,
-    latency: float = 0.0,
-    when: str = "before",
-    after_bytes: int | None = None,
-) -> FaultRule:
+def make_rule(match: str, **options: Unpack[RuleOptions]) -> FaultRule:
     """Build a rule; the action defaults to `respond` with a status, `redirect` with a location, else `pass`."""
     _parse_match(match)
+    status, location, latency = options.get("status"), options.get("location"), options.get("latency", 0.0)
+    action = options.get("action")
     if action is None:
         if status is not None and location is None:
             action = "respond"
@@ -246,23 +233,24 @@ def make_rule(
             raise FaultPlanError(
                 f"fault {match!r}: say what to do: a 'status', an 'action' (drop, stall, redirect, pass) or a 'latency'"
             )
+    retry_after = options.get("retry_after")
     return FaultRule(
         match=match,
         action=action,  # type: ignore[arg-type]
-        times=times,
-        server=server,  # type: ignore[arg-type]
+        times=options.get("times", 1),
+        server=options.get("server"),  # type: ignore[arg-type]
         status=status,
-        xml_code=xml_code,
-        message=message,
+        xml_code=options.get("xml_code"),
+        message=options.get("message"),
         retry_after=None if retry_after is None else _retry_after_text(retry_after),
-        headers=dict(headers or {}),
-        body=body,
-        content_type=content_type,
-        seconds=float(seconds),
+        headers=dict(options.get("headers") or {}),
+        body=options.get("body"),
+        content_type=options.get("content_type"),
+        seconds=float(options.get("seconds", 0.0)),
         location=location,
         latency=float(latency),
-        when=when,  # type: ignore[arg-type]
-        after_bytes=after_bytes,
+        when=options.get("when", "before"),  # type: ignore[arg-type]
+        after_bytes=options.get("after_bytes"),
     )
 
 
@@ -291,45 +279,9 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = list(rules)
 
-    def add(
-        self,
-        match: str,
-        *,
-        status: int | None = None,
-        action: str | None = None,
-        times: int | None = 1,
-        server: str | None = None,
-        xml_code: str | None = None,
-        message: str | None = None,
-        retry_after: str | int | float | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: str | None = None,
-        content_type: str | None = None,
-        seconds: float = 0.0,
-        location: str | None = None,
-        latency: float = 0.0,
-        when: str = "before",
-        after_bytes: int | None = None,
-    ) -> FaultRule:
+    def add(self, match: str, **options: Unpack[RuleOptions]) -> FaultRule:
         """Append a rule (see the module docstring) and return it; `rule.hits` counts its uses."""
-        rule = make_rule(
-            match,
-            action=action,
-            times=times,
-            server=server,
-            status=status,
-            xml_code=xml_code,
-            message=message,
-            retry_after=retry_after,
-            headers=headers,
-            body=body,
-            content_type=content_type,
-            seconds=seconds,
-            location=location,
-            latency=latency,
-            when=when,
-            after_bytes=after_bytes,
-        )
+        rule = make_rule(match, **options)
         with self._lock:
             self._rules.append(rule)
         return rule

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
@@ -19,7 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from prolific_mcp.sandbox.api import envelope
 from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.faults import FaultPlan, FaultRule, RequestLog, RequestRecord, Server
-from prolific_mcp.sandbox.s3 import default_s3_error, send_bytes, xml_error
+from prolific_mcp.sandbox.s3 import default_s3_error, request_headers, send_bytes, xml_error
 
 ConnKey = tuple[int, tuple[str, int]]
 
@@ -63,36 +64,19 @@ def protocol_class(connections: Connections) -> type[H11Protocol]:
     return SandboxH11Protocol
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in scope["headers"]:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        out[key] = f"{out[key]}, {text}" if key in out else text
-    return out
-
-
+@dataclass(eq=False)
 class Gateway:
     """The ASGI app uvicorn runs: dispatch by port, request log, faults."""
 
-    def __init__(
-        self,
-        api: ASGIApp,
-        s3: ASGIApp,
-        faults: FaultPlan,
-        requests: RequestLog,
-        clock: Clock,
-        connections: Connections,
-    ) -> None:
-        self.api = api
-        self.s3 = s3
-        self.faults = faults
-        self.requests = requests
-        self.clock = clock
-        self.connections = connections
-        self.api_port = -1
-        self.s3_port = -1
-        self.closing = asyncio.Event()
+    api: ASGIApp
+    s3: ASGIApp
+    faults: FaultPlan
+    requests: RequestLog
+    clock: Clock
+    connections: Connections
+    api_port: int = -1
+    s3_port: int = -1
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,7 +92,7 @@ class Gateway:
             method=method,
             path=path,
             query=scope["query_string"].decode("latin-1"),
-            headers=_headers(scope),
+            headers=request_headers(scope),
             at=self.clock.now(),
         )
         admin = server == "api" and scope["path"].startswith("/_sandbox/")

@@ -210,7 +210,7 @@ class S3App:
         self.on_queued = on_queued
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = _headers(scope)
+        headers = request_headers(scope)
         path: str = scope["path"]
         params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         method: str = scope["method"]
@@ -339,7 +339,8 @@ class S3App:
         return size, md5.hexdigest()
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def request_headers(scope: Scope) -> dict[str, str]:
+    """A request's headers by lower-case name (a repeated header's values joined by ', ')."""
     out: dict[str, str] = {}
     for name, value in scope["headers"]:
         key = name.decode("latin-1").lower()
