@@ -94,6 +94,12 @@ _APPEND_CONFLICT: Final = (
     "an import or a schema migration is running on the dataset: wait for it to finish, then append again"
 )
 
+
+def dataset_path(dataset_id: str, *under: str) -> str:
+    """The API path of a dataset, or of what lies under it; each part is one path segment."""
+    return "/".join([DATASETS, *(path_segment(part) for part in (dataset_id, *under))])
+
+
 M = TypeVar("M", bound=BaseModel)
 _log = logging.getLogger("prolific_mcp.api")
 
@@ -335,6 +341,25 @@ class ProlificClient:
         data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
         return self._parse(model, data, resource)
 
+    async def _write_once(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        resource: Resource,
+        deadline: float | None,
+        ambiguous: Callable[[str], ProlificError],
+    ) -> Any:
+        """A write never sent twice once it may have left (CallKind.CREATE); if its outcome is unknown, raises
+        `ambiguous(cause)`."""
+        try:
+            data, _ = await self._call(
+                CallKind.CREATE, method, path, resource=resource, deadline=deadline, json_body=body
+            )
+        except AmbiguousOutcome as outcome:
+            raise ambiguous(outcome.cause) from None
+        return data
+
     @staticmethod
     def _parse(model: type[M], data: Any, resource: Resource) -> M:
         if data is None:
@@ -465,12 +490,9 @@ class ProlificClient:
         body = CreateDatasetRequest(name=name, workspace_id=workspace_id, dataset_schema=schema).to_api()
         resource = Resource("workspace", workspace_id)
         started = datetime.now(UTC)
-        try:
-            data, _ = await self._call(
-                CallKind.CREATE, "POST", DATASETS, resource=resource, deadline=deadline, json_body=body
-            )
-        except AmbiguousOutcome as outcome:
-            raise AmbiguousCreateError(name, started, outcome.cause) from None
+        data = await self._write_once(
+            "POST", DATASETS, body, resource, deadline, lambda cause: AmbiguousCreateError(name, started, cause)
+        )
         return self._parse(Dataset, data, Resource("new dataset", name))
 
     async def update_schema(
@@ -480,17 +502,10 @@ class ProlificClient:
         check_id(dataset_id, "dataset_id")
         resource = Resource("dataset", dataset_id)
         body = UpdateSchemaRequest(dataset_schema=schema).to_api()
-        try:
-            data, _ = await self._call(
-                CallKind.CREATE,
-                "PATCH",
-                f"{DATASETS}/{path_segment(dataset_id)}",
-                resource=resource,
-                deadline=deadline,
-                json_body=body,
-            )
-        except AmbiguousOutcome as outcome:
-            raise AmbiguousSchemaUpdateError(dataset_id, outcome.cause) from None
+        path = dataset_path(dataset_id)
+        data = await self._write_once(
+            "PATCH", path, body, resource, deadline, lambda cause: AmbiguousSchemaUpdateError(dataset_id, cause)
+        )
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
             return self._parse(SchemaUpdate, data, resource)
         job = data.get("migration_job_id") if isinstance(data, dict) else None
@@ -505,13 +520,13 @@ class ProlificClient:
     async def get_dataset(self, dataset_id: str, *, deadline: float | None = None) -> Dataset:
         """GET a dataset; for V4 it lists the imports, most recent first."""
         check_id(dataset_id, "dataset_id")
-        path = f"{DATASETS}/{path_segment(dataset_id)}"
+        path = dataset_path(dataset_id)
         return await self._read(Dataset, path, Resource("dataset", dataset_id), deadline)
 
     async def get_dataset_status(self, dataset_id: str, *, deadline: float | None = None) -> DatasetStatus:
         """GET a V3 dataset's status."""
         check_id(dataset_id, "dataset_id")
-        path = f"{DATASETS}/{path_segment(dataset_id)}/status"
+        path = dataset_path(dataset_id, "status")
         return await self._read(DatasetStatus, path, Resource("dataset", dataset_id), deadline)
 
     async def get_upload_url(
@@ -530,7 +545,7 @@ class ProlificClient:
             data, _ = await self._call(
                 CallKind.UPLOAD_URL,
                 "GET",
-                f"{DATASETS}/{path_segment(dataset_id)}/upload-url/{path_segment(name)}",
+                dataset_path(dataset_id, "upload-url", name),
                 resource=resource,
                 deadline=deadline,
             )
@@ -575,7 +590,7 @@ class ProlificClient:
         """GET one import job."""
         check_id(dataset_id, "dataset_id")
         check_id(import_id, "import_id")
-        path = f"{DATASETS}/{path_segment(dataset_id)}/imports/{path_segment(import_id)}"
+        path = dataset_path(dataset_id, "imports", import_id)
         resource = Resource("import", import_id, dataset_id)
         data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
         if isinstance(data, dict):
@@ -589,7 +604,7 @@ class ProlificClient:
         """GET one schema migration job."""
         check_id(dataset_id, "dataset_id")
         check_id(job_id, "migration_job_id")
-        path = f"{DATASETS}/{path_segment(dataset_id)}/schema-migrations/{path_segment(job_id)}"
+        path = dataset_path(dataset_id, "schema-migrations", job_id)
         return await self._read(MigrationJob, path, Resource("migration", job_id, dataset_id), deadline)
 
     async def append_datapoints(self, dataset_id: str, body: bytes, *, deadline: float | None = None) -> AppendResult:
@@ -600,7 +615,7 @@ class ProlificClient:
         data, attempts = await self._call(
             CallKind.APPEND,
             "POST",
-            f"{DATASETS}/{path_segment(dataset_id)}/datapoints",
+            dataset_path(dataset_id, "datapoints"),
             resource=resource,
             deadline=deadline,
             content=body,

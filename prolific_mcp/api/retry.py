@@ -170,35 +170,24 @@ _AFTER_SENDING: Final = frozenset(
     }
 )
 
+
+def _api_rule(calls: str, *, idempotent: bool, max_attempts: int = 5) -> RetryRule:
+    """An API call's row: an idempotent call is retried on every transient failure; any other only when the request
+    was never sent, a failure after sending leaving its outcome unknown (ambiguous)."""
+    if idempotent:
+        retry_on, ambiguous = _READ_RETRY, frozenset[Condition]()
+    else:
+        retry_on, ambiguous = NEVER_SENT, _AFTER_SENDING
+    return RetryRule(calls, retry_on, ambiguous, max_attempts, conditions=API_CONDITIONS)
+
+
 RETRY_TABLE: Final[Mapping[CallKind, RetryRule]] = {
-    CallKind.READ: RetryRule(
-        calls="GET dataset, import, migration, V3 status, workspaces, users/me, batches",
-        retry_on=_READ_RETRY,
-        ambiguous=frozenset(),
-        max_attempts=5,
-        conditions=API_CONDITIONS,
+    CallKind.READ: _api_rule(
+        "GET dataset, import, migration, V3 status, workspaces, users/me, batches", idempotent=True
     ),
-    CallKind.CREATE: RetryRule(
-        calls="POST dataset, PATCH schema",
-        retry_on=NEVER_SENT,
-        ambiguous=_AFTER_SENDING,
-        max_attempts=5,
-        conditions=API_CONDITIONS,
-    ),
-    CallKind.UPLOAD_URL: RetryRule(
-        calls="GET upload-url (creates an import)",
-        retry_on=NEVER_SENT,
-        ambiguous=_AFTER_SENDING,
-        max_attempts=2,
-        conditions=API_CONDITIONS,
-    ),
-    CallKind.APPEND: RetryRule(
-        calls="POST datapoints (idempotent per the docs)",
-        retry_on=_READ_RETRY,
-        ambiguous=frozenset(),
-        max_attempts=5,
-        conditions=API_CONDITIONS,
-    ),
+    CallKind.CREATE: _api_rule("POST dataset, PATCH schema", idempotent=False),
+    CallKind.UPLOAD_URL: _api_rule("GET upload-url (creates an import)", idempotent=False, max_attempts=2),
+    CallKind.APPEND: _api_rule("POST datapoints (idempotent per the docs)", idempotent=True),
     CallKind.S3_PUT: RetryRule(
         calls="PUT to the presigned upload URL (again from byte 0)",
         retry_on=NEVER_SENT | {Condition.WRITE_TIMEOUT, Condition.RESET, Condition.HTTP_500, Condition.HTTP_503},

@@ -7,27 +7,47 @@ manager stops it. Production code starts the sandbox as a child process instead 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from prolific_mcp.sandbox.admin import seed_batch, seed_workspace
 from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.config import Pace, SandboxConfig
-from prolific_mcp.sandbox.faults import FaultPlan, RequestLog, parse_plan
+from prolific_mcp.sandbox.faults import FaultPlan, parse_plan
+from prolific_mcp.sandbox.process import stop_then_remove
 from prolific_mcp.sandbox.runtime import SandboxServer, SandboxStartError, load_fault_file
 from prolific_mcp.sandbox.store import Db, Store
 
 log = logging.getLogger("prolific_mcp.sandbox")
+T = TypeVar("T")
 
 
-class Sandbox:
+class _FromServer(Generic[T]):
+    """A read-only attribute of the sandbox's current server (`restart()` replaces the server), with its own doc."""
+
+    def __init__(self, get: Callable[[SandboxServer], T], doc: str) -> None:
+        self._get = get
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, sandbox: None, owner: type[Sandbox]) -> _FromServer[T]: ...
+    @overload
+    def __get__(self, sandbox: Sandbox, owner: type[Sandbox]) -> T: ...
+    def __get__(self, sandbox: Sandbox | None, owner: type[Sandbox]) -> _FromServer[T] | T:
+        return self if sandbox is None else self._get(sandbox._server)
+
+    def __set__(self, sandbox: Sandbox, value: T) -> None:
+        raise AttributeError("a Sandbox's attributes are read-only: they are its server's")
+
+
+class Sandbox(contextlib.AbstractContextManager["Sandbox", None]):
     """A sandbox in a background thread (own event loop) of this process, for tests.
 
     `Sandbox.start(...)` returns once both ports answer; use it as a context manager, which stops it.
@@ -105,58 +125,21 @@ class Sandbox:
 
     # what tests use -----------------------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The API origin, e.g. http://127.0.0.1:40123 (paths start with /api/v1/)."""
-        return self._server.url
-
-    @property
-    def s3_url(self) -> str:
-        """The fake S3 origin."""
-        return self._server.s3_url
-
-    @property
-    def admin_token(self) -> str:
-        """Bearer token of the /_sandbox/ admin routes."""
-        return self._server.config.admin_token
-
-    @property
-    def workspace_id(self) -> str:
-        """The seeded workspace's id (24 hex digits)."""
-        return self._server.workspace_id
+    url = _FromServer(lambda s: s.url, "The API origin, e.g. http://127.0.0.1:40123 (paths start with /api/v1/).")
+    s3_url = _FromServer(lambda s: s.s3_url, "The fake S3 origin.")
+    admin_token = _FromServer(lambda s: s.config.admin_token, "Bearer token of the /_sandbox/ admin routes.")
+    workspace_id = _FromServer(lambda s: s.workspace_id, "The seeded workspace's id (24 hex digits).")
+    user_id = _FromServer(lambda s: s.user_id, "The seeded user's id (24 hex digits).")
+    state_dir = _FromServer(lambda s: s.config.state_dir, "The state folder.")
+    config = _FromServer(lambda s: s.config, "The sandbox's settings.")
+    faults = _FromServer(lambda s: s.faults, "The live fault plan: add(), unused(), clear().")
+    requests = _FromServer(lambda s: s.requests, "Every request received (admin routes excepted), oldest first.")
+    clock = _FromServer(lambda s: s.clock, "The clock of URL expiry and timestamps: clock.advance(seconds).")
 
     @property
     def legacy_workspace_id(self) -> str:
         """The seeded workspace without typed datasets: a dataset created there is V3, and a schema is refused."""
         return self._store().call(Db.legacy_workspace_id)
-
-    @property
-    def user_id(self) -> str:
-        """The seeded user's id (24 hex digits)."""
-        return self._server.user_id
-
-    @property
-    def state_dir(self) -> Path:
-        return self._server.config.state_dir
-
-    @property
-    def config(self) -> SandboxConfig:
-        return self._server.config
-
-    @property
-    def faults(self) -> FaultPlan:
-        """The live fault plan: add(), unused(), clear()."""
-        return self._server.faults
-
-    @property
-    def requests(self) -> RequestLog:
-        """Every request received (admin routes excepted), oldest first."""
-        return self._server.requests
-
-    @property
-    def clock(self) -> Clock:
-        """The clock of URL expiry and timestamps: clock.advance(seconds)."""
-        return self._server.clock
 
     def _store(self) -> Store:
         store = self._server.store
@@ -208,16 +191,7 @@ class Sandbox:
 
     def close(self) -> None:
         """Stop, and remove the state folder if the sandbox created it."""
-        try:
-            self.stop()
-        finally:
-            if self._owns_state_dir:
-                shutil.rmtree(self._server.config.state_dir, ignore_errors=True)
+        stop_then_remove(self.stop, self.state_dir if self._owns_state_dir else None)
 
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Final
 
 from prolific_mcp.sandbox.handshake import ADMIN_TOKEN_ENV, READY_LINE, TOKEN_ENV
@@ -34,7 +34,7 @@ class SandboxProcessError(RuntimeError):
     """The child sandbox did not start or misbehaved; the message includes the end of its log."""
 
 
-class SandboxProcess:
+class SandboxProcess(contextlib.AbstractContextManager["SandboxProcess", None]):
     """A sandbox child process on 127.0.0.1; `url`, `s3_url`, `admin_token`, `pid`, `alive()`, `stop()`, `restart()`."""
 
     def __init__(
@@ -212,19 +212,19 @@ class SandboxProcess:
 
     def close(self) -> None:
         """Stop, and remove the state folder if this object created it."""
-        try:
-            self.stop()
-        finally:
-            if self._owns_state_dir:
-                shutil.rmtree(self.state_dir, ignore_errors=True)
+        stop_then_remove(self.stop, self.state_dir if self._owns_state_dir else None)
 
-    def __enter__(self) -> SandboxProcess:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def stop_then_remove(stop: Callable[[], object], state_dir: Path | None) -> None:
+    """Stop a sandbox (in a thread or a child), then remove its state folder, if given, even when stopping failed."""
+    try:
+        stop()
+    finally:
+        if state_dir is not None:
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _pump(stream: IO[bytes], lines: queue.Queue[str | None]) -> None:

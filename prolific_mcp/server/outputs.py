@@ -38,26 +38,16 @@ R = TypeVar("R", bound=Result)
 
 def _links(result: Result) -> list[ResourceLink]:
     dataset_id = getattr(result, "dataset_id", None) or (result.id if isinstance(result, DatasetResult) else None)
-    links: list[ResourceLink] = []
-    if dataset_id:
+    if not dataset_id:
+        return []
+    uri = f"prolific://datasets/{dataset_id}"
+    links = [ResourceLink(type="resource_link", uri=uri, name=f"dataset {dataset_id}", mime_type="text/markdown")]
+    import_id = getattr(result, "import_id", None)
+    if import_id:
+        uri += f"/imports/{import_id}"
         links.append(
-            ResourceLink(
-                type="resource_link",
-                uri=f"prolific://datasets/{dataset_id}",
-                name=f"dataset {dataset_id}",
-                mime_type="text/markdown",
-            )
+            ResourceLink(type="resource_link", uri=uri, name=f"import {import_id}", mime_type="application/json")
         )
-        import_id = getattr(result, "import_id", None)
-        if import_id:
-            links.append(
-                ResourceLink(
-                    type="resource_link",
-                    uri=f"prolific://datasets/{dataset_id}/imports/{import_id}",
-                    name=f"import {import_id}",
-                    mime_type="application/json",
-                )
-            )
     return links
 
 
@@ -119,6 +109,7 @@ async def run_tool(
     *,
     adjusted: Sequence[str] = (),
     then: Callable[[R], NextCall | None] | None = None,
+    tool: str | None = None,
 ) -> CallToolResult:
     """Run one operation; every expected failure becomes a ToolError an agent can act on. `then` names the next
     call when the operation has not (from the call's own arguments).
@@ -133,7 +124,7 @@ async def run_tool(
         notice = holder.take_notices()
         raise ToolError(prefix + (f"{notice} " if notice else "") + safe_text(render.error_text(exc))) from None
     except Exception as exc:  # never a bare "Error executing tool": name the operation and the next step
-        tool = _tool_name(call)
+        tool = tool or tool_name(call)
         log.exception("%s failed unexpectedly", tool)
         raise ToolError(prefix + safe_text(render.unexpected_failure(tool, exc))) from None
     if result.next_call is None and then is not None:
@@ -144,7 +135,7 @@ async def run_tool(
     return to_call_result(result, holder.take_notices(), adjusted)
 
 
-def _tool_name(call: Callable[..., Any]) -> str:
+def tool_name(call: Callable[..., Any]) -> str:
     """The tool a `run_tool` call serves, from the operation's or the tool's own name (for unexpected errors)."""
     parts = [p for p in getattr(call, "__qualname__", "").split(".") if p not in ("<locals>", "<lambda>")]
     return parts[-1] if parts else "the tool"

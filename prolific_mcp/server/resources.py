@@ -16,7 +16,7 @@ from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.operations import datasets as ops
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError
-from prolific_mcp.operations.results import Result, structured
+from prolific_mcp.operations.results import DatasetResult, Result, structured
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
 from prolific_mcp.server.outputs import safe_data, safe_text
 from prolific_mcp.settings import StateDirError
@@ -45,55 +45,66 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         # The tools' output filter: nothing invisible, no secret, whatever Prolific or a file put in the value.
         return safe_text(value) if isinstance(value, str) else _json(safe_data(value))
 
-    @mcp.resource(
+    def listing(uri: str, name: str, title: str, description: str, read: Callable[[Deps], Awaitable[Result]]) -> None:
+        """A resource without parameters: one list operation's structured result, as JSON."""
+
+        async def read_list() -> str:
+            return await guarded(uri, lambda d: _structured(read(d)))
+
+        mcp.resource(uri, name=name, title=title, description=description, mime_type="application/json")(read_list)
+
+    listing(
         "prolific://workspaces",
-        name="workspaces",
-        title="Prolific workspaces",
-        description="The workspaces of this account (JSON).",
-        mime_type="application/json",
+        "workspaces",
+        "Prolific workspaces",
+        "The workspaces of this account (JSON).",
+        ops.list_workspaces,
     )
-    async def workspaces() -> str:
-        return await guarded("prolific://workspaces", lambda d: _structured(ops.list_workspaces(d)))
-
-    @mcp.resource(
+    listing(
         "prolific://datasets",
-        name="datasets",
-        title="Known datasets",
-        description="Datasets created or used through this server, and those attached to batches (JSON).",
-        mime_type="application/json",
+        "datasets",
+        "Known datasets",
+        "Datasets created or used through this server, and those attached to batches (JSON).",
+        ops.list_datasets,
     )
-    async def datasets() -> str:
-        return await guarded("prolific://datasets", lambda d: _structured(ops.list_datasets(d)))
 
-    @mcp.resource(
-        "prolific://datasets/{dataset_id}",
-        name="dataset",
-        title="Dataset",
-        description="A readable view of one dataset: version, counts, schema table, latest imports.",
-        mime_type="text/markdown",
+    def per_dataset(
+        suffix: str, name: str, title: str, description: str, mime_type: str, show: Callable[[DatasetResult], object]
+    ) -> None:
+        """A resource of one dataset (prolific://datasets/{dataset_id}<suffix>): `show` of get_dataset's result."""
+        template = "prolific://datasets/{dataset_id}" + suffix
+
+        async def read_dataset(dataset_id: str) -> str:
+            async def make(service: Deps) -> object:
+                return show(await ops.get_dataset(service, dataset_id))
+
+            return await guarded(template.format(dataset_id=dataset_id), make)
+
+        mcp.resource(template, name=name, title=title, description=description, mime_type=mime_type)(read_dataset)
+
+    def view(result: DatasetResult) -> str:
+        return f"{SANDBOX_LINE}\n\n{result.text}" if result.mode == "sandbox" else result.text
+
+    def schema(result: DatasetResult) -> dict[str, object]:
+        fields = [f.model_dump() for f in result.fields]
+        return {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
+
+    per_dataset(
+        "",
+        "dataset",
+        "Dataset",
+        "A readable view of one dataset: version, counts, schema table, latest imports.",
+        "text/markdown",
+        view,
     )
-    async def dataset(dataset_id: str) -> str:
-        async def make(service: Deps) -> object:
-            result = await ops.get_dataset(service, dataset_id)
-            text = result.text
-            return f"{SANDBOX_LINE}\n\n{text}" if result.mode == "sandbox" else text
-
-        return await guarded(f"prolific://datasets/{dataset_id}", make)
-
-    @mcp.resource(
-        "prolific://datasets/{dataset_id}/schema",
-        name="dataset-schema",
-        title="Dataset schema",
-        description="A dataset's schema (JSON): strict, and fields as a list of {key, type, label} for set_schema.",
-        mime_type="application/json",
+    per_dataset(
+        "/schema",
+        "dataset-schema",
+        "Dataset schema",
+        "A dataset's schema (JSON): strict, and fields as a list of {key, type, label} for set_schema.",
+        "application/json",
+        schema,
     )
-    async def dataset_schema(dataset_id: str) -> str:
-        async def make(service: Deps) -> object:
-            result = await ops.get_dataset(service, dataset_id)
-            fields = [f.model_dump() for f in result.fields]
-            return {"dataset_id": result.id, "version": result.version, "strict": result.strict, "fields": fields}
-
-        return await guarded(f"prolific://datasets/{dataset_id}/schema", make)
 
     @mcp.resource(
         "prolific://datasets/{dataset_id}/imports/{import_id}",

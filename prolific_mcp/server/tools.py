@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
@@ -18,6 +18,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from prolific_mcp.operations import appends, checks, datasets, render, schemas, uploads
+from prolific_mcp.operations.deps import Deps, Progress
 from prolific_mcp.operations.progress import throttled
 from prolific_mcp.operations.results import (
     AppendRecordsResult,
@@ -25,6 +26,7 @@ from prolific_mcp.operations.results import (
     DatasetsResult,
     ImportResult,
     NextCall,
+    Result,
     SetSchemaResult,
     SuggestSchemaResult,
     ValidateResult,
@@ -33,10 +35,18 @@ from prolific_mcp.operations.results import (
 from prolific_mcp.records.schema import MAX_APPEND_RECORDS
 from prolific_mcp.server.arguments import CheckedTool, clamp_wait, input_schema, plain_schema
 from prolific_mcp.server.lifespan import SANDBOX_LINE, AppState
-from prolific_mcp.server.outputs import run_tool, safe_text
+from prolific_mcp.server.outputs import run_tool, safe_text, tool_name
+
+R = TypeVar("R", bound=Result)
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 LOCAL_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
+"""A write that makes something new each time (create_dataset)."""
+REPLACE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+"""A write that may change or drop what is there (set_schema)."""
+ADD = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+"""A write that adds data and is safe to repeat (upload_file resumes, append_records skips duplicates)."""
 
 
 class FieldInput(BaseModel):
@@ -126,6 +136,26 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
 
         return add
 
+    async def waiting(
+        ctx: Context,
+        wait_seconds: float,
+        operation: Callable[[Deps, float, Progress], Awaitable[R]],
+        *,
+        then: Callable[[R], NextCall | None] | None = None,
+    ) -> CallToolResult:
+        """Run an operation that waits: wait_seconds clamped to the maximum (the result says so), progress reported
+        to the caller, and the tool's own name on an unexpected failure."""
+        wait, adjusted = clamp_wait(wait_seconds, max_wait)
+        progress = _progress(ctx)
+        return await run_tool(
+            holder,
+            lambda d: operation(d, wait, progress),
+            ctx,
+            adjusted=adjusted,
+            then=then,
+            tool=tool_name(operation),
+        )
+
     @tool("List workspaces", READ)
     async def list_workspaces() -> Annotated[CallToolResult, WorkspacesResult]:
         """List the Prolific workspaces this account belongs to, with their ids.
@@ -166,12 +196,12 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         records grouped by cause with record numbers and fixes (with excerpts when this machine uploaded the
         file). Read-only: it never writes files. Next: the result's next_call (this call again while running).
         """
-        wait, adjusted = clamp_wait(wait_seconds, max_wait)
-        return await run_tool(
-            holder,
-            lambda d: uploads.get_import_status(d, dataset_id, import_id, wait_seconds=wait, progress=_progress(ctx)),
+        return await waiting(
             ctx,
-            adjusted=adjusted,
+            wait_seconds,
+            lambda d, wait, progress: uploads.get_import_status(
+                d, dataset_id, import_id, wait_seconds=wait, progress=progress
+            ),
         )
 
     @tool("Suggest a schema", LOCAL_READ)
@@ -234,10 +264,7 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
     if read_only:
         return tools
 
-    @tool(
-        "Create dataset",
-        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True),
-    )
+    @tool("Create dataset", CREATE)
     async def create_dataset(
         name: Annotated[str, Field(description="The dataset's name, as people will see it.")],
         ctx: Context,
@@ -271,10 +298,7 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
             holder, lambda d: datasets.create_dataset(d, name, workspace_id or None, listed, strict), ctx, then=then
         )
 
-    @tool(
-        "Set schema",
-        ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True),
-    )
+    @tool("Set schema", REPLACE)
     async def set_schema(
         dataset_id: DatasetId,
         fields: Fields,
@@ -296,11 +320,11 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         progress) up to wait_seconds, then re-checks imports parked in pending_schema. Next: upload_file, or
         get_dataset to see the schema in force.
         """
-        wait, adjusted = clamp_wait(wait_seconds, max_wait)
         listed = _fields(fields)
-        return await run_tool(
-            holder,
-            lambda d: schemas.set_schema(
+        return await waiting(
+            ctx,
+            wait_seconds,
+            lambda d, wait, progress: schemas.set_schema(
                 d,
                 dataset_id,
                 listed,
@@ -308,16 +332,11 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
                 dry_run=dry_run,
                 allow_destructive=allow_destructive,
                 wait_seconds=wait,
-                progress=_progress(ctx),
+                progress=progress,
             ),
-            ctx,
-            adjusted=adjusted,
         )
 
-    @tool(
-        "Upload file",
-        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-    )
+    @tool("Upload file", ADD)
     async def upload_file(
         dataset_id: DatasetId,
         ctx: Context,
@@ -346,10 +365,10 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         again with the same file resumes or returns the stored outcome instead of uploading twice (force=true
         uploads again).
         """
-        wait, adjusted = clamp_wait(wait_seconds, max_wait)
-        return await run_tool(
-            holder,
-            lambda d: uploads.upload_file(
+        return await waiting(
+            ctx,
+            wait_seconds,
+            lambda d, wait, progress: uploads.upload_file(
                 d,
                 dataset_id,
                 path or None,
@@ -358,16 +377,11 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
                 format or None,
                 wait_seconds=wait,
                 force=force,
-                progress=_progress(ctx),
+                progress=progress,
             ),
-            ctx,
-            adjusted=adjusted,
         )
 
-    @tool(
-        "Append records",
-        ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True),
-    )
+    @tool("Append records", ADD)
     async def append_records(
         dataset_id: DatasetId, records: Records, ctx: Context, wait_seconds: Wait = default_wait
     ) -> Annotated[CallToolResult, AppendRecordsResult]:
@@ -379,18 +393,18 @@ def build_tools(holder: AppState, *, read_only: bool, default_wait: float, max_w
         accepted, rejected (grouped by cause) and duplicate counts. Next: fix and append the rejected records; a
         running batch needs a sync to see new datapoints.
         """
-        wait, adjusted = clamp_wait(wait_seconds, max_wait)
 
         def then(result: AppendRecordsResult) -> NextCall | None:
             if result.rejected_count:
                 return render.call("append_records", ["records"], dataset_id=dataset_id)
             return None
 
-        return await run_tool(
-            holder,
-            lambda d: appends.append_records(d, dataset_id, records, wait_seconds=wait, progress=_progress(ctx)),
+        return await waiting(
             ctx,
-            adjusted=adjusted,
+            wait_seconds,
+            lambda d, wait, progress: appends.append_records(
+                d, dataset_id, records, wait_seconds=wait, progress=progress
+            ),
             then=then,
         )
 
