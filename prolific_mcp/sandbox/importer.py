@@ -13,11 +13,14 @@ records processed so far (accepted or rejected), i.e. the 0-based index of the n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
+import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 import zipfile
@@ -54,6 +57,10 @@ SEGMENT_BYTES: Final = 8 * 1024 * 1024
 """A chunk is committed once its new datapoints reach this size, whatever the record count."""
 COMMIT_SECONDS: Final = 0.5
 """An import commits its progress at most this often (and at its end)."""
+BACKGROUND_NICENESS: Final = 10
+"""The CPU niceness of the thread that runs an import or a migration (Linux only, where it is per thread): on a
+busy machine the API's requests, and the other processes sharing the sandbox, come first
+(docs/performance.md, goal 9)."""
 V3_SEGMENT_ROWS: Final = 5000
 V3_GROUPING_COLUMN: Final = "META_TASK_GROUP_ID"
 PENDING_SCHEMA_REASON: Final = (
@@ -108,10 +115,22 @@ def store_records(
     return len(kept)
 
 
+def in_background() -> None:
+    """Lower the calling thread's CPU priority to BACKGROUND_NICENESS (Linux; elsewhere nothing: there
+    `setpriority` would name a process, not this thread). The worker threads that call it run record work only."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        thread = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, thread) < BACKGROUND_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICENESS)
+
+
 def process_upload(
     store: Store, upload_pk: int, rules: RecordRules, pace: Pace, chunk: int, stop: threading.Event
 ) -> WorkResult:
     """Process one upload (V4 import or V3 file) that is in `processing`; runs in a worker thread."""
+    in_background()
     db = store.connect(cache_mib=256)
     try:
         up = db.upload_by_pk(upload_pk)
@@ -372,6 +391,7 @@ def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: thr
     datapoint is removed; identities are recomputed (datapoints that became identical keep their rows and share
     one identity). Progress is committed per segment, so an interrupted migration resumes.
     """
+    in_background()
     db = store.connect()
     try:
         job = db.migration_by_pk(migration_pk)
