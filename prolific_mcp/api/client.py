@@ -13,7 +13,6 @@ import logging
 import math
 import random as _random
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -21,17 +20,16 @@ from typing import Any, Final, Self, TypeVar
 
 import anyio
 import httpx2
-import orjson
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from prolific_mcp import USER_AGENT
+from prolific_mcp.api.answers import parse_json, parse_model
 from prolific_mcp.api.errors import (
     AmbiguousCreateError,
     AmbiguousSchemaUpdateError,
     AmbiguousUploadUrlError,
     ApiUnreachableError,
     BadRequestError,
-    InvalidFilenameError,
     ProlificError,
     Resource,
     UnexpectedResponseError,
@@ -52,6 +50,19 @@ from prolific_mcp.api.models import (
     UploadTarget,
     User,
     Workspace,
+)
+from prolific_mcp.api.paths import (
+    BATCHES,
+    DATASETS,
+    MAX_PAGES,
+    PAGE_SIZE,
+    USERS_ME,
+    WORKSPACES,
+    check_base_url,
+    dataset_path,
+    next_page,
+    origin,
+    safe_filename,
 )
 from prolific_mcp.api.retry import (
     CALL_BUDGET,
@@ -74,19 +85,13 @@ from prolific_mcp.api.s3 import (
     put_presigned,
     read_bounded,
 )
-from prolific_mcp.ids import check_id, path_segment
-from prolific_mcp.net import base_url_problem, is_loopback_host
-from prolific_mcp.redaction import install_log_redaction, redact_url, register_secret
+from prolific_mcp.ids import check_id
+from prolific_mcp.net import is_loopback_host
+from prolific_mcp.redaction import install_log_redaction, register_secret
 
-__all__ = ["DEFAULT_TIMEOUT", "ProlificClient", "safe_filename"]
+__all__ = ["DEFAULT_TIMEOUT", "ProlificClient"]
 
 DEFAULT_TIMEOUT: Final = httpx2.Timeout(connect=10.0, read=30.0, write=60.0, pool=10.0)
-DATASETS: Final = "/api/v1/data-collection/datasets"
-BATCHES: Final = "/api/v1/data-collection/batches"
-WORKSPACES: Final = "/api/v1/workspaces/"
-USERS_ME: Final = "/api/v1/users/me/"
-PAGE_SIZE: Final = 100
-MAX_PAGES: Final = 50
 SUCCESS_BODY_LIMIT: Final = 64 * 1024 * 1024
 ORPHAN_CLOCK_SKEW: Final = timedelta(minutes=10)
 """How far Prolific's clock may be behind ours when looking for imports created by an ambiguous upload-url."""
@@ -95,50 +100,8 @@ _APPEND_CONFLICT: Final = (
 )
 
 
-def dataset_path(dataset_id: str, *under: str) -> str:
-    """The API path of a dataset, or of what lies under it; each part is one path segment."""
-    return "/".join([DATASETS, *(path_segment(part) for part in (dataset_id, *under))])
-
-
 M = TypeVar("M", bound=BaseModel)
 _log = logging.getLogger("prolific_mcp.api")
-
-
-def safe_filename(name: str) -> str:
-    """The basename of `name`, checked to be sendable as one path segment; raises InvalidFilenameError."""
-    if not isinstance(name, str):
-        raise InvalidFilenameError("the filename must be a string, e.g. 'reviews.jsonl'")
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    if base in ("", ".", ".."):
-        raise InvalidFilenameError(
-            f"{name[:80]!r} has no usable file name: give the file's name with its extension, e.g. 'reviews.jsonl'"
-        )
-    if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in base):
-        raise InvalidFilenameError(
-            "the filename contains control or invisible characters (or NUL): rename the file to plain characters"
-        )
-    if len(base.encode("utf-8", errors="surrogatepass")) > 255:
-        raise InvalidFilenameError("the filename is longer than 255 bytes: rename the file to a shorter name")
-    try:
-        base.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidFilenameError("the filename is not valid Unicode: rename the file") from None
-    return base
-
-
-def _origin(url: httpx2.URL) -> tuple[str, str, int]:
-    scheme = url.scheme.lower()
-    return scheme, url.host.lower(), url.port or (443 if scheme == "https" else 80)
-
-
-def _check_base_url(base_url: str, *, sandbox: bool) -> httpx2.URL:
-    problem = base_url_problem(base_url, sandbox=sandbox)
-    if problem is not None:
-        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} {problem}")
-    try:
-        return httpx2.URL(base_url)
-    except httpx2.InvalidURL:
-        raise ValueError(f"PROLIFIC_URL {redact_url(base_url)!r} is not a valid URL") from None
 
 
 class ProlificClient:
@@ -165,9 +128,9 @@ class ProlificClient:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         register_secret(secret)
         install_log_redaction()
-        self._base = _check_base_url(base_url, sandbox=sandbox)
+        self._base = check_base_url(base_url, sandbox=sandbox)
         self._base_path = self._base.path.rstrip("/")
-        self._origin = _origin(self._base)
+        self._origin = origin(self._base)
         self._token = SecretStr(secret) if secret else None
         self._sandbox = sandbox
         self._timing = Timing(sleep=sleep, clock=clock, random=random)
@@ -210,10 +173,10 @@ class ProlificClient:
         The same checks as in the constructor apply, and the new origin must be loopback exactly when the old one
         was (proxy handling was decided for it). A call under way sends its next attempt to the new origin.
         """
-        base = _check_base_url(base_url, sandbox=self._sandbox)
+        base = check_base_url(base_url, sandbox=self._sandbox)
         if is_loopback_host(base.host) != is_loopback_host(self._base.host):
             raise ValueError("the API origin can only move between loopback addresses")
-        self._base, self._base_path, self._origin = base, base.path.rstrip("/"), _origin(base)
+        self._base, self._base_path, self._origin = base, base.path.rstrip("/"), origin(base)
 
     @property
     def sandbox(self) -> bool:
@@ -230,7 +193,7 @@ class ProlificClient:
 
     def _api_headers(self, url: httpx2.URL) -> dict[str, str]:
         """Authorization and User-Agent, only for a request to the API origin."""
-        if _origin(url) != self._origin:
+        if origin(url) != self._origin:
             return {}
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._token is not None:
@@ -302,7 +265,7 @@ class ProlificClient:
                             f"Prolific's answer for {resource.describe()} is larger than "
                             f"{SUCCESS_BODY_LIMIT // 2**20} MiB: not read"
                         )
-                    return self._json(body, status, resource)
+                    return parse_json(body, status, resource)
                 try:
                     body, _ = await read_bounded(response, ERROR_BODY_LIMIT)
                 except httpx2.HTTPError:
@@ -323,23 +286,10 @@ class ProlificClient:
 
         return await call_with_retries(kind, attempt, timing=self._timing, deadline=limit)
 
-    @staticmethod
-    def _json(body: bytes, status: int, resource: Resource) -> Any:
-        """The parsed answer; None for an empty one (a 204, or a 2xx without a body), which callers judge."""
-        if not body.strip():
-            return None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise UnexpectedResponseError(
-                f"Prolific answered the request for {resource.describe()} (HTTP {status}) with something that "
-                "is not JSON: try again; if it persists, check PROLIFIC_URL (normally https://api.prolific.com)"
-            ) from None
-
     async def _read(self, model: type[M], path: str, resource: Resource, deadline: float | None) -> M:
         """GET `path`, retried as a read, and parse the answer as `model`."""
         data, _ = await self._call(CallKind.READ, "GET", path, resource=resource, deadline=deadline)
-        return self._parse(model, data, resource)
+        return parse_model(model, data, resource)
 
     async def _write_once(
         self,
@@ -359,53 +309,6 @@ class ProlificClient:
         except AmbiguousOutcome as outcome:
             raise ambiguous(outcome.cause) from None
         return data
-
-    @staticmethod
-    def _parse(model: type[M], data: Any, resource: Resource) -> M:
-        if data is None:
-            raise UnexpectedResponseError(
-                f"Prolific's answer for {resource.describe()} is empty: try again; if it persists, please report it"
-            )
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for item in exc.errors()[:5]:
-                where = ".".join(str(part) for part in item["loc"]) or "the body"
-                problems.append(f"'{where}' missing" if item["type"] == "missing" else f"'{where}' invalid")
-            raise UnexpectedResponseError(
-                f"Prolific's answer for {resource.describe()} is not what the API documents "
-                f"({'; '.join(problems)}): try again; if it persists, please report it"
-            ) from None
-
-    def _next_page(self, data: Mapping[str, Any], page_path: str) -> tuple[bool, tuple[str, dict[str, str]] | None]:
-        """Whether the answer links a next page, and where: `_links.next.href` (Prolific's shape) or the older
-        `links.next` string. The place is (path, query) on the API origin, or None when the link cannot be used: a
-        link to another origin is never followed (the token goes to the API origin only), and the caller steps
-        `offset` instead, as for a link that only says there is more."""
-        href: object = None
-        for key in ("_links", "links"):
-            links = data.get(key)
-            if isinstance(links, Mapping):
-                nxt = links.get("next")
-                href = nxt.get("href") if isinstance(nxt, Mapping) else nxt
-                if href:
-                    break
-        if not href:
-            return False, None
-        if not isinstance(href, str):
-            return True, None
-        try:
-            url = self._url(page_path).join(href.strip())
-        except httpx2.InvalidURL:
-            return True, None
-        if _origin(url) != self._origin:
-            _log.warning("not following a next-page link to another origin: %s", redact_url(str(url)))
-            return True, None
-        path = url.path
-        if self._base_path and path.startswith(self._base_path + "/"):
-            path = path[len(self._base_path) :]
-        return True, (path, dict(url.params.multi_items()))
 
     async def _paginate(
         self, path: str, params: Mapping[str, str | int], resource: Resource, deadline: float | None
@@ -429,7 +332,7 @@ class ProlificClient:
                 page, more, link, count = data, False, None, None
             elif isinstance(data, dict) and isinstance(data.get("results"), list):
                 page = data["results"]
-                more, link = self._next_page(data, page_path)
+                more, link = next_page(data, self._url(page_path), self._origin, self._base_path)
                 meta = data.get("meta")
                 # Prolific's `_links` is authoritative (`next.href` null: the last page); without it, `meta.count`.
                 count = meta.get("count") if isinstance(meta, dict) and "_links" not in data else None
@@ -461,20 +364,20 @@ class ProlificClient:
         """`GET /api/v1/users/me/`: the token's user (a cheap token check)."""
         resource = Resource("user account (users/me)")
         data, _ = await self._call(CallKind.READ, "GET", USERS_ME, resource=resource, deadline=deadline)
-        return self._parse(User, data, resource)
+        return parse_model(User, data, resource)
 
     async def list_workspaces(self, *, deadline: float | None = None) -> list[Workspace]:
         """`GET /api/v1/workspaces/`, every page."""
         resource = Resource("workspace list")
         items = await self._paginate(WORKSPACES, {}, resource, deadline)
-        return [self._parse(Workspace, item, resource) for item in items]
+        return [parse_model(Workspace, item, resource) for item in items]
 
     async def list_batches(self, workspace_id: str, *, deadline: float | None = None) -> list[Batch]:
         """`GET /api/v1/data-collection/batches?workspace_id=…`: the workspace's batches and their datasets."""
         check_id(workspace_id, "workspace_id")
         resource = Resource("workspace", workspace_id)
         items = await self._paginate(BATCHES, {"workspace_id": workspace_id}, resource, deadline)
-        return [self._parse(Batch, item, resource) for item in items]
+        return [parse_model(Batch, item, resource) for item in items]
 
     # --- datasets -------------------------------------------------------------------------------------------
 
@@ -493,7 +396,7 @@ class ProlificClient:
         data = await self._write_once(
             "POST", DATASETS, body, resource, deadline, lambda cause: AmbiguousCreateError(name, started, cause)
         )
-        return self._parse(Dataset, data, Resource("new dataset", name))
+        return parse_model(Dataset, data, Resource("new dataset", name))
 
     async def update_schema(
         self, dataset_id: str, schema: DatasetSchema, *, deadline: float | None = None
@@ -507,11 +410,11 @@ class ProlificClient:
             "PATCH", path, body, resource, deadline, lambda cause: AmbiguousSchemaUpdateError(dataset_id, cause)
         )
         if isinstance(data, dict) and isinstance(data.get("dataset"), dict):
-            return self._parse(SchemaUpdate, data, resource)
+            return parse_model(SchemaUpdate, data, resource)
         job = data.get("migration_job_id") if isinstance(data, dict) else None
         migration_job_id = str(job) if job else None
         if isinstance(data, dict) and data.get("id"):
-            return SchemaUpdate(dataset=self._parse(Dataset, data, resource), migration_job_id=migration_job_id)
+            return SchemaUpdate(dataset=parse_model(Dataset, data, resource), migration_job_id=migration_job_id)
         # A 2xx without the dataset (an empty body, a 204) is success: read the dataset as it now is
         # (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 4).
         dataset = await self.get_dataset(dataset_id, deadline=deadline)
@@ -598,7 +501,7 @@ class ProlificClient:
             # (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 3).
             data = {**data, "import_id": data.get("import_id") or import_id}
             data["dataset_id"] = data.get("dataset_id") or dataset_id
-        return self._parse(ImportJob, data, resource)
+        return parse_model(ImportJob, data, resource)
 
     async def get_migration(self, dataset_id: str, job_id: str, *, deadline: float | None = None) -> MigrationJob:
         """GET one schema migration job."""
@@ -626,7 +529,7 @@ class ProlificClient:
             raise UnexpectedResponseError(
                 f"Prolific's answer to the append on dataset {dataset_id} is not an object: please report it"
             )
-        result = self._parse(AppendResult, data, resource)
+        result = parse_model(AppendResult, data, resource)
         result.attempts = attempts
         return result
 

@@ -22,7 +22,7 @@ import pytest
 
 from prolific_mcp import USER_AGENT
 from prolific_mcp.api import client as client_module
-from prolific_mcp.api.client import DATASETS, ProlificClient
+from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.errors import (
     AmbiguousCreateError,
     AmbiguousSchemaUpdateError,
@@ -36,6 +36,7 @@ from prolific_mcp.api.errors import (
     UploadUrlExpiredError,
 )
 from prolific_mcp.api.models import DatasetSchema, ImportJob, SchemaField, UploadTarget
+from prolific_mcp.api.paths import DATASETS
 from prolific_mcp.api.s3 import check_fixed_length, upload_failure
 from prolific_mcp.sandbox import RequestRecord, Sandbox
 

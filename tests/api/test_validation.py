@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from prolific_mcp.api.client import ProlificClient, safe_filename
+from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.errors import InvalidFilenameError, UnsafeUploadUrlError
+from prolific_mcp.api.paths import safe_filename
 from prolific_mcp.api.s3 import check_upload_url
 from prolific_mcp.ids import InvalidIdError
 from prolific_mcp.net import is_loopback_host
