@@ -69,92 +69,111 @@ def _url_kind(values: list[object]) -> str | None:
     return best
 
 
+@dataclass(slots=True)
+class _Sample:
+    """What the first records of a file hold: up to 50 values per key, how many records give each key a value, and
+    the records that could not be read (the first few, as (line, reason), all counted in `skipped`)."""
+
+    values: dict[str, list[object]] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+    sampled: int = 0
+    unreadable: list[tuple[int, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _read_sample(fd: int, fmt: FileFormat, sample: int) -> _Sample:
+    got = _Sample()
+    with os.fdopen(os.dup(fd), "rb", buffering=io.DEFAULT_BUFFER_SIZE) as stream:
+        stream.seek(0)
+        try:
+            for rec in iter_records(stream, fmt):
+                if rec.value is None:
+                    got.skipped += 1
+                    if len(got.unreadable) < 10:
+                        got.unreadable.append((rec.line, rec.raw_error or "unreadable"))
+                    if got.skipped >= sample and not got.sampled:
+                        break
+                    continue
+                got.sampled += 1
+                for key, value in rec.value.items():
+                    bucket = got.values.setdefault(key, [])
+                    if value is not None and value != "":
+                        got.present[key] = got.present.get(key, 0) + 1
+                        if len(bucket) < 50:
+                            bucket.append(value)
+                if got.sampled >= sample:
+                    break
+        except FileFailure as exc:
+            raise ValueError(exc.reason) from None
+    return got
+
+
+def _field_type(key: str, seen: list[object], group_free: bool) -> tuple[str, str]:
+    """The suggested type of one column, and why."""
+    if key.lower() in GROUP_KEYS and group_free:
+        return "task_group_id", "named as a task group id"
+    if key.startswith("META_"):
+        return "metadata", "META_ columns are hidden from participants"
+    if _ID_LIKE.match(key):
+        return "metadata", "looks like an identifier"
+    if not seen:
+        return "text", "no values in the sample; text is the safe default"
+    if sum(not isinstance(v, str) for v in seen) > len(seen) // 5:
+        return "metadata", "holds numbers, booleans or objects rather than text"
+    kind = _url_kind(seen)
+    if kind in ("image_url", "audio_url", "video_url"):
+        return kind, f"the values are links to {kind.split('_')[0]} files"
+    if kind == "url":
+        return "text", "links without an image, audio or video extension are kept as text"
+    return "text", "free text"
+
+
+def _unreadable_note(got: _Sample, fmt: FileFormat) -> str | None:
+    """None when every sampled line was read; raises when none was."""
+    if not got.skipped:
+        return None
+    line, reason = got.unreadable[0]
+    if not got.sampled:
+        what = "the file is not JSON Lines: none of its lines" if fmt == "jsonl" else "none of the CSV's rows"
+        raise ValueError(f"{what} could be read as a record (line {line}: {reason})")
+    many = got.skipped > 1
+    lines = ", ".join(str(n) for n, _ in got.unreadable) + (", …" if got.skipped > len(got.unreadable) else "")
+    return (
+        f"{got.skipped:,} line{'s' if many else ''} could not be read and {'were' if many else 'was'} "
+        f"left out (line{'s' if many else ''} {lines}; line {line}: {reason[:120]}): validate_file lists them all"
+    )
+
+
 def suggest_schema(fd: int, fmt: FileFormat, sample: int = SAMPLE_RECORDS) -> SuggestedSchema:
     """Suggest field types from the first `sample` records of a file (read through the descriptor).
 
     URL columns become image_url/audio_url/video_url by extension; id-like and `META_` columns metadata;
     `task_group_id` only when the column is plainly named so; everything else text (non-string values metadata).
     """
-    with os.fdopen(os.dup(fd), "rb", buffering=io.DEFAULT_BUFFER_SIZE) as stream:
-        stream.seek(0)
-        values: dict[str, list[object]] = {}
-        present: dict[str, int] = {}
-        sampled = 0
-        unreadable: list[tuple[int, str]] = []
-        """(line, reason) of the records that could not be read (the first few), counted in `skipped`."""
-        skipped = 0
-        try:
-            for rec in iter_records(stream, fmt):
-                if rec.value is None:
-                    skipped += 1
-                    if len(unreadable) < 10:
-                        unreadable.append((rec.line, rec.raw_error or "unreadable"))
-                    if skipped >= sample and not sampled:
-                        break
-                    continue
-                sampled += 1
-                for key, value in rec.value.items():
-                    bucket = values.setdefault(key, [])
-                    if value is not None and value != "":
-                        present[key] = present.get(key, 0) + 1
-                        if len(bucket) < 50:
-                            bucket.append(value)
-                if sampled >= sample:
-                    break
-        except FileFailure as exc:
-            raise ValueError(exc.reason) from None
-    notes: list[str] = []
-    if skipped and not sampled:
-        line, reason = unreadable[0]
-        what = "the file is not JSON Lines: none of its lines" if fmt == "jsonl" else "none of the CSV's rows"
-        raise ValueError(f"{what} could be read as a record (line {line}: {reason})")
-    if skipped:
-        lines = ", ".join(str(line) for line, _ in unreadable) + (", …" if skipped > len(unreadable) else "")
-        notes.append(
-            f"{skipped:,} line{'s' if skipped > 1 else ''} could not be read and {'were' if skipped > 1 else 'was'} "
-            f"left out (line{'s' if skipped > 1 else ''} {lines}; line {unreadable[0][0]}: {unreadable[0][1][:120]}): "
-            "validate_file lists them all"
-        )
+    got = _read_sample(fd, fmt, sample)
+    note = _unreadable_note(got, fmt)
+    notes = [note] if note else []
     fields: dict[str, dict[str, str]] = {}
     reasons: dict[str, str] = {}
     group_taken = False
-    for key, seen in values.items():
+    for key, seen in got.values.items():
         if len(fields) >= MAX_FIELDS:
             notes.append(f"only the first {MAX_FIELDS} columns were kept (a schema has at most {MAX_FIELDS} fields)")
             break
         if not 1 <= len(key) <= MAX_KEY_LENGTH:
             notes.append(f"column {key[:40]!r} was skipped: keys are 1 to {MAX_KEY_LENGTH} characters")
             continue
-        lowered = key.lower()
-        if lowered in GROUP_KEYS and not group_taken:
-            ftype, why = "task_group_id", "named as a task group id"
-            group_taken = True
-        elif key.startswith("META_"):
-            ftype, why = "metadata", "META_ columns are hidden from participants"
-        elif _ID_LIKE.match(key):
-            ftype, why = "metadata", "looks like an identifier"
-        elif not seen:
-            ftype, why = "text", "no values in the sample; text is the safe default"
-        elif sum(not isinstance(v, str) for v in seen) > len(seen) // 5:
-            ftype, why = "metadata", "holds numbers, booleans or objects rather than text"
-        else:
-            kind = _url_kind(seen)
-            if kind in ("image_url", "audio_url", "video_url"):
-                ftype, why = kind, f"the values are links to {kind.split('_')[0]} files"
-            elif kind == "url":
-                ftype, why = "text", "links without an image, audio or video extension are kept as text"
-            else:
-                ftype, why = "text", "free text"
+        ftype, reasons[key] = _field_type(key, seen, not group_taken)
+        group_taken = group_taken or ftype == "task_group_id"
         fields[key] = {"type": ftype, "label": _label(key)}
-        reasons[key] = why
-    everywhere = bool(values) and all(present.get(k, 0) == sampled for k in fields)
+    everywhere = bool(got.values) and all(got.present.get(k, 0) == got.sampled for k in fields)
     if not fields:
         notes.append("no records with fields were found in the sample")
-    if everywhere and sampled:
+    if everywhere and got.sampled:
         notes.append("every sampled record has every field: strict=true would also reject future records missing one")
     if not group_taken:
         notes.append("no task_group_id column was obvious: records will be grouped by tasks_per_group")
-    return SuggestedSchema(fields=fields, strict=False, sampled=sampled, notes=notes, reasons=reasons)
+    return SuggestedSchema(fields=fields, strict=False, sampled=got.sampled, notes=notes, reasons=reasons)
 
 
 @dataclass(slots=True)
