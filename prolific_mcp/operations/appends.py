@@ -91,13 +91,7 @@ async def append_records(
             await progress(min(99.0, 10.0 * planner.requests), render.APPEND_WAITING)
 
     wait = deps.clamp_wait(wait_seconds)
-    deadline = deps.clock() + wait
     answer = await deps.poll(attempt, lambda a: a is not None, wait=wait, planner=planner, on_each=waiting)
-    left = deadline - deps.clock()
-    if answer is None and left > 0:
-        # The schedule's next step would pass the wait: the rest of the wait is used, then one last attempt.
-        await deps.sleep(left)
-        answer = await attempt()
     if answer is None:
         running = await _running_import(deps, dataset_id)
         raise OperationError(render.append_still_blocked(dataset_id, running, deps.clamp_wait(None)))

@@ -114,8 +114,9 @@ async def poll_until(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     errors_in_a_row: int = ERRORS_IN_A_ROW,
 ) -> T:
-    """Fetch on the planner's schedule until `done(value)` or the next request would pass `deadline` (on `clock`);
-    returns the last value fetched, done or not.
+    """Fetch on the planner's schedule until `done(value)` or `deadline` (on `clock`); when the schedule's next
+    request would pass the deadline, the last one is made at the deadline instead. Returns the last value fetched,
+    done or not.
 
     A transient failure (`TRANSIENT`) is tolerated up to `errors_in_a_row` times in a row, then raised. A
     rate-limit's `retry_after` is honoured: that long is slept if it fits before the deadline; otherwise the wait
@@ -132,14 +133,19 @@ async def poll_until(
             log.info("status check failed (%s in a row): %s", failures, redact(str(exc)))
             if failures >= errors_in_a_row:
                 raise
-            wait = planner.next_delay()
+            planned = planner.next_delay()
             if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-                wait = exc.retry_after
-            if clock() + wait > deadline:
+                if clock() + exc.retry_after > deadline:
+                    if not last:
+                        raise
+                    return last[0]
+                planned = exc.retry_after
+            pause = _within(planned, deadline - clock())
+            if pause is None:
                 if not last:
                     raise
                 return last[0]
-            await sleep(wait)
+            await sleep(pause)
             continue
         failures = 0
         last[:] = [value]
@@ -147,7 +153,16 @@ async def poll_until(
             await on_each(value)
         if done(value):
             return value
-        wait = planner.next_delay()
-        if clock() + wait > deadline:
+        pause = _within(planner.next_delay(), deadline - clock())
+        if pause is None:
             return value
-        await sleep(wait)
+        await sleep(pause)
+
+
+def _within(wait: float, left: float) -> float | None:
+    """The sleep before the next request when `left` seconds of the caller's wait remain: the planned one, or, when
+    that would pass the end, the rest of the wait (so the last request comes at its end and the wait given is the
+    wait used); None when too little is left for another request."""
+    if wait <= left:
+        return wait
+    return left if left >= MIN_DELAY else None

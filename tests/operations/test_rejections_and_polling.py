@@ -126,3 +126,25 @@ def test_the_advice_that_names_tools_is_added_to_the_api_facts() -> None:
     assert render.error_text(sent) == 'the outcome is unknown (get_import_status(import_id="imp-1") shows it)'
     for error in (missing, unknown, sent):
         assert not any(tool in str(error) for tool in ("list_datasets", "get_dataset", "upload_file", "get_import"))
+
+
+async def test_a_wait_shorter_than_the_schedule_is_used_whole_with_a_last_request_at_its_end() -> None:
+    """wait_seconds=2 on a schedule whose first step is 3 s: the call waits the 2 s it was given, asks once more at
+    the end, and returns what it saw then (not at once, and not after 3 s)."""
+    clock = Clock()
+    answers = ["queued", "processing", "complete"]
+    start = clock.now
+
+    async def fetch() -> str:
+        return answers.pop(0)
+
+    value = await poll_until(
+        fetch, lambda v: v == "complete", deadline=clock.now + 2, planner=PollPlanner(), clock=clock.time,
+        sleep=clock.sleep,
+    )  # fmt: skip
+    assert value == "processing" and clock.sleeps == [2.0] and clock.now - start == 2.0
+    assert answers == ["complete"], "two requests: at the start and at the end of the wait"
+    nothing_left = await poll_until(
+        fetch, lambda v: False, deadline=clock.now + 0.1, planner=PollPlanner(), clock=clock.time, sleep=clock.sleep
+    )
+    assert nothing_left == "complete" and clock.sleeps == [2.0], "too little left for another request: none made"
