@@ -38,6 +38,10 @@ log = logging.getLogger("prolific_mcp.sandbox")
 
 HOST: Final = "127.0.0.1"
 LOCK_FILENAME: Final = "sandbox.lock"
+KEEP_ALIVE: Final = 30
+"""Seconds an idle connection is kept. Longer than a client's pool keeps one (httpx: 5 s), so a client always
+retires a connection before the sandbox closes it: with both at 5 s, a request sent just as the sandbox closed
+the connection failed with "closed before the answer" (seen on an upload URL under 20 concurrent uploads)."""
 SWITCH_INTERVAL: Final = 0.001
 """The sandbox process's GIL switch interval (Python's default is 5 ms). An import's worker thread holds the GIL
 while it parses and validates; every API request waits for it at each hand-off (the socket, the db thread), so
@@ -221,7 +225,7 @@ class SandboxServer:
                     access_log=config.access_log,
                     server_header=False,
                     timeout_graceful_shutdown=2,
-                    timeout_keep_alive=5,
+                    timeout_keep_alive=KEEP_ALIVE,
                 )
             )
             await self._run(server, sockets, scheduler, gateway, recovered, on_ready)
