@@ -26,7 +26,7 @@ from prolific_mcp.text import one_line
 from prolific_mcp.uploads.polling import PollPlanner
 
 PARKED_GRACE_SECONDS: Final = 3.0
-PARKED_POLL_SECONDS: Final = 0.5
+PARKED_FIRST_POLL_SECONDS: Final = 0.5
 
 
 def check_schema_change(dataset: Dataset, diff: SchemaDiff, *, allow_destructive: bool, dry_run: bool) -> None:
@@ -169,8 +169,8 @@ async def recheck_parked(deps: Deps, dataset_id: str, parked: list[str]) -> tupl
     """After a schema change, which pending_schema imports move on within a short grace: (released, still)."""
     remaining = set(parked)
     released: list[str] = []
-    deadline = deps.clock() + PARKED_GRACE_SECONDS
-    while remaining:
+
+    async def check() -> set[str]:
         for import_id in sorted(remaining):
             try:
                 job = await deps.client.get_import(dataset_id, import_id)
@@ -179,7 +179,11 @@ async def recheck_parked(deps: Deps, dataset_id: str, parked: list[str]) -> tupl
             if job.status != "pending_schema":
                 released.append(import_id)
                 remaining.discard(import_id)
-        if not remaining or deps.clock() >= deadline:
-            break
-        await deps.sleep(PARKED_POLL_SECONDS)
+        return remaining
+
+    async def nothing_to_report(_: set[str]) -> None:
+        return None
+
+    planner = PollPlanner(first_delay=PARKED_FIRST_POLL_SECONDS)
+    await deps.poll(check, lambda left: not left, wait=PARKED_GRACE_SECONDS, planner=planner, on_each=nothing_to_report)
     return released, sorted(remaining)

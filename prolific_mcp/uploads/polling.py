@@ -59,6 +59,8 @@ class PollPlanner:
     """When the watch began (the PUT's end), on the same clock as `observe`: the first rate estimate counts
     from there, which can only underestimate the rate, so the predicted end is never too early."""
     random: Callable[[], float] = _random.random
+    first_delay: float | None = None
+    """The first interval, when the caller knows better than the defaults (a short grace period, say)."""
     _interval: float | None = None
     _last: tuple[float, int] | None = None
     _rate: float | None = None
@@ -95,7 +97,7 @@ class PollPlanner:
         this neither polls before the end nor waits out a longer interval after it. Otherwise the interval,
         growing from FIRST_DELAY (FIRST_DELAY_BLIND without a record count), shortened by the jitter."""
         if self._interval is None:
-            self._interval = FIRST_DELAY if self.total_records else FIRST_DELAY_BLIND
+            self._interval = self.first_delay or (FIRST_DELAY if self.total_records else FIRST_DELAY_BLIND)
         else:
             self._interval = min(MAX_DELAY, self._interval * GROWTH)
         eta = self.eta()
