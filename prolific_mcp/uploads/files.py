@@ -1,4 +1,5 @@
-"""Local files the agent names: the path guard, a safe open, and the one-pass pre-flight scan (docs/architecture.md, Files and pre-flight).
+"""Local files the agent names: the path guard, a safe open, and the one-pass pre-flight scan
+(docs/architecture.md, Files and pre-flight).
 
 A path is resolved (`~` expanded, relative paths against the first allowed directory), must be a regular file
 inside an allowed directory after every symlink is resolved (compared by path components, never by string
