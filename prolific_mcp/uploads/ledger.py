@@ -375,27 +375,7 @@ class Ledger:
                     return Claim("uploaded", latest)
                 elif latest.state in FINISHED_STATES and not force:
                     return Claim("finished", latest)
-            cur = db.execute(
-                "INSERT INTO uploads (origin, account_id, dataset_id, sha256, size, filename, local_path, format, "
-                "record_count, import_id, state, owner, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,NULL,'claimed',?,?,?)",
-                (
-                    key.origin,
-                    key.account_id,
-                    key.dataset_id,
-                    key.sha256,
-                    key.size,
-                    filename,
-                    local_path,
-                    fmt,
-                    record_count,
-                    current_owner(),
-                    now,
-                    now,
-                ),
-            )
-            assert cur.lastrowid is not None
-            row = _upload(db.execute("SELECT * FROM uploads WHERE id=?", (cur.lastrowid,)).fetchone())
+            row = _insert_upload(db, key, filename, local_path, fmt, record_count, None, "claimed", now)
             self._hold(row.id)
         return Claim("owner", row, superseded)
 
@@ -472,30 +452,9 @@ class Ledger:
         """Write the import id down before a byte is PUT (docs/architecture.md, The ledger)."""
         now = self._clock()
         with self._transaction() as db:
-            cur = db.execute(
-                "INSERT INTO uploads (origin, account_id, dataset_id, sha256, size, filename, local_path, format, "
-                "record_count, import_id, state, owner, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    key.origin,
-                    key.account_id,
-                    key.dataset_id,
-                    key.sha256,
-                    key.size,
-                    filename,
-                    local_path,
-                    fmt,
-                    record_count,
-                    import_id,
-                    "url_issued",
-                    current_owner(),
-                    now,
-                    now,
-                ),
-            )
-            row_id = cur.lastrowid
-            row = db.execute("SELECT * FROM uploads WHERE id=?", (row_id,)).fetchone()
-        self._hold(row["id"])
-        return _upload(row)
+            row = _insert_upload(db, key, filename, local_path, fmt, record_count, import_id, "url_issued", now)
+        self._hold(row.id)
+        return row
 
     def set_state(self, row_id: int, state: UploadState, outcome: Mapping[str, Any] | None = None) -> UploadRow:
         """Move an upload to `state`; a terminal state stores the import outcome with it."""
@@ -583,3 +542,26 @@ def _upload(row: sqlite3.Row) -> UploadRow:
         updated_at=row["updated_at"],
         owner=row["owner"],
     )
+
+
+def _insert_upload(
+    db: sqlite3.Connection,
+    key: UploadKey,
+    filename: str,
+    local_path: str | None,
+    fmt: str,
+    record_count: int | None,
+    import_id: str | None,
+    state: UploadState,
+    now: float,
+) -> UploadRow:
+    """Add one upload row owned by this process, inside the caller's transaction, and read it back."""
+    cur = db.execute(
+        "INSERT INTO uploads (origin, account_id, dataset_id, sha256, size, filename, local_path, format, "
+        "record_count, import_id, state, owner, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            *(key.origin, key.account_id, key.dataset_id, key.sha256, key.size),
+            *(filename, local_path, fmt, record_count, import_id, state, current_owner(), now, now),
+        ),
+    )
+    return _upload(db.execute("SELECT * FROM uploads WHERE id=?", (cur.lastrowid,)).fetchone())
