@@ -59,6 +59,7 @@ async def admin_info(request: Request, ctx: Context) -> Response:
             "user_id": ctx.user_id,
             "pace": ctx.config.pace.name,
             "store_only": ctx.config.store_only,
+            "held_back_imports": ctx.scheduler.held_back,
             "clock_offset": ctx.clock.offset,
         }
     )

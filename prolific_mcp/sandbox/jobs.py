@@ -37,6 +37,9 @@ class Scheduler:
         self._running: set[int] = set()
         self._wake: dict[int, int] = {}
         self._queued_since: dict[str, float] = {}
+        self.held_back = 0
+        """How many times a store-only sandbox reached a stored import and left it unprocessed (observable by tests
+        through /_sandbox/info, so they wait for the decision instead of sleeping)."""
 
     def attach(self, tg: anyio.abc.TaskGroup) -> None:
         """Start scheduling into `tg` (the server's task group)."""
@@ -79,6 +82,7 @@ class Scheduler:
                         if self.config.store_only:
                             # Store-only: the dataset's queue stops at its first import, as at a Prolific that
                             # never picks it up (the object is kept; nothing is processed).
+                            self.held_back += 1
                             return
                         await self._run_upload(job.pk)
                     else:
