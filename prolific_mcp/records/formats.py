@@ -272,6 +272,7 @@ def _iter_jsonl(stream: BinaryIO, exact_keys: Collection[str] | None = None) -> 
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     needs_exact = _needs_exact_for(exact_keys)
+    has_big_float = _has_big_float
     cap = MAX_RECORD_BYTES
     index = 0
     lines = enumerate(_bounded_lines(stream), 1)
@@ -311,8 +312,10 @@ def _iter_jsonl(stream: BinaryIO, exact_keys: Collection[str] | None = None) -> 
             yield _jsonl_record(index, line_no, line)
         else:
             if type(value) is dict:
-                if needs_exact is not None and needs_exact(value):
-                    value = _exact(line, value)
+                if needs_exact is not None and needs_exact(value) and has_big_float(value.values()):
+                    exact = exact_loads(line)  # `_exact` inlined: this loop runs once per record
+                    if type(exact) is dict:
+                        value = exact
                 yield RawRecord(index, line_no, value, None)
             else:
                 yield _jsonl_record(index, line_no, line)

@@ -231,6 +231,13 @@ def exact_keys_of(schema: Schema) -> tuple[str, ...]:
     return tuple(f.key for f in schema.fields if f.type not in _STRING_TYPES)
 
 
+def checked_exact_keys_of(schema: Schema) -> tuple[str, ...]:
+    """The keys whose check tells an integer beyond 64 bits from the float orjson makes of it (task_group_id
+    accepts an integer, refuses a float): all a pass that only checks records needs exact (the pre-flight scan).
+    A metadata value passes whatever its numbers, so only a pass that keeps the values needs `exact_keys_of`."""
+    return tuple(f.key for f in schema.fields if f.type == "task_group_id")
+
+
 def missing_key_from_reason(reason: str) -> str | None:
     """The key named by a 'Record missing required field: <key>' reason, else None."""
     prefix = MISSING_FIELD_REASON.split("{", 1)[0]

@@ -32,7 +32,7 @@ from prolific_mcp.records import (
     format_from_filename,
     iter_records,
 )
-from prolific_mcp.records.rules import RAW_FIELD, exact_keys_of
+from prolific_mcp.records.rules import RAW_FIELD, checked_exact_keys_of
 from prolific_mcp.settings import MAX_SHOWN_PATH as MAX_SHOWN_PATH
 from prolific_mcp.settings import shown_path as shown
 from prolific_mcp.uploads.rejections import Grouper, RejectionGroup
@@ -326,6 +326,8 @@ def _scan(
     """Schema keys no record has had a value for yet."""
     keys: dict[str, None] = {}
     """The keys the records use, in order (a dict keeps the order), while there are fewer than MAX_FILE_KEYS."""
+    known: set[str] = set()
+    """The same keys as a set: a record whose keys are all known (nearly every one) costs one subset test."""
     count = rejected = parsed = 0
     first_unreadable: tuple[int, str] | None = None
     failure: str | None = None
@@ -335,7 +337,7 @@ def _scan(
             stream,
             fmt,
             header_keys=active.keys if active is not None else None,
-            exact_keys=exact_keys_of(active) if active is not None else (),
+            exact_keys=checked_exact_keys_of(active) if active is not None else (),
         )
         for rec in records:
             count += 1
@@ -349,8 +351,9 @@ def _scan(
                 continue
             else:
                 parsed += 1
-                if len(keys) < MAX_FILE_KEYS:
+                if not value.keys() <= known and len(keys) < MAX_FILE_KEYS:
                     keys.update(dict.fromkeys(value))
+                    known.update(value)
                 if unseen:
                     unseen = {k for k in unseen if value.get(k) is None}
                 problem = problem_of(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prolific_mcp.records import RecordValidator, Schema, iter_records, record_digest
 from prolific_mcp.records.formats import MAX_RECORD_BYTES, jsonl_lines
-from prolific_mcp.records.rules import exact_keys_of
+from prolific_mcp.records.rules import checked_exact_keys_of, exact_keys_of
 from prolific_mcp.uploads.files import open_regular_file, scan_file
 
 ROOT = Path(__file__).parents[2]
@@ -148,6 +148,7 @@ def test_the_schema_fields_that_take_numbers_are_kept_exact(tmp_path: Path) -> N
         }
     )
     assert exact_keys_of(schema) == ("group", "meta", "extra")
+    assert checked_exact_keys_of(schema) == ("group",), "the scan needs exact only what its checks tell apart"
     big = 98765432109876543210987
     data = (
         json.dumps({"text": "a", "group": big, "meta": {"id": big}, "extra": 1}).encode()
