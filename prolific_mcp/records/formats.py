@@ -273,6 +273,10 @@ def _iter_jsonl(stream: BinaryIO, exact_keys: Collection[str] | None = None) -> 
     decode_error = orjson.JSONDecodeError
     needs_exact = _needs_exact_for(exact_keys)
     has_big_float = _has_big_float
+    maybe = _MAYBE_BIG
+    # Up to two keys (the common schemas) are tested inline, without a call: a missing key reads as None.
+    inline = exact_keys is not None and len(exact_keys) <= 2
+    k0, k1 = (*exact_keys, None, None)[:2] if exact_keys is not None and inline else (None, None)
     cap = MAX_RECORD_BYTES
     index = 0
     lines = enumerate(_bounded_lines(stream), 1)
@@ -312,7 +316,11 @@ def _iter_jsonl(stream: BinaryIO, exact_keys: Collection[str] | None = None) -> 
             yield _jsonl_record(index, line_no, line)
         else:
             if type(value) is dict:
-                if needs_exact is not None and needs_exact(value) and has_big_float(value.values()):
+                if (
+                    (type(value.get(k0)) in maybe or type(value.get(k1)) in maybe)
+                    if inline
+                    else needs_exact is not None and needs_exact(value)
+                ) and has_big_float(value.values()):
                     exact = exact_loads(line)  # `_exact` inlined: this loop runs once per record
                     if type(exact) is dict:
                         value = exact
