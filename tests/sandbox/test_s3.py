@@ -166,6 +166,25 @@ def test_dropped_body_stores_nothing(sbx: Sandbox, api: httpx2.Client, issued: d
     assert wait_import(api, issued["dataset_id"], issued["import_id"])["accepted_count"] == 4
 
 
+def test_body_dropped_after_partial_writes_stores_nothing(
+    sbx: Sandbox, api: httpx2.Client, issued: dict[str, str]
+) -> None:
+    """Past the receiver's write buffer, part of the body is already on disk when the client goes: still nothing."""
+    body = BODY * (3 * 1024 * 1024 // len(BODY) + 1)
+    sent = body[: 2 * 1024 * 1024 + 7]
+    head = (
+        f"PUT {target(issued['upload_url'])} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+        f"Content-Length: {len(body)}"
+    ).encode()
+    raw_request(issued["upload_url"], head, sent, close_after=True)
+    dropped = wait_for(lambda: next((r for r in sbx.requests.for_server("s3") if r.finished), None))
+    assert dropped.status is None
+    assert dropped.body_size <= len(sent)
+    assert not list((sbx.state_dir / "objects").glob("*.part"))
+    assert not (sbx.state_dir / "objects" / f"{issued['import_id']}.bin").exists()
+    assert get_import(api, issued["dataset_id"], issued["import_id"])["status"] == "uninitialised"
+
+
 def test_second_put_replaces_the_object_without_a_second_import(
     sbx: Sandbox, api: httpx2.Client, issued: dict[str, str]
 ) -> None:
