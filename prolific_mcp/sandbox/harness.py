@@ -135,6 +135,9 @@ class Sandbox(contextlib.AbstractContextManager["Sandbox", None]):
     faults = _FromServer(lambda s: s.faults, "The live fault plan: add(), unused(), clear().")
     requests = _FromServer(lambda s: s.requests, "Every request received (admin routes excepted), oldest first.")
     clock = _FromServer(lambda s: s.clock, "The clock of URL expiry and timestamps: clock.advance(seconds).")
+    traffic = _FromServer(
+        lambda s: s.traffic, "The API's requests in flight, that imports step aside for: in_flight, pauses, waiting."
+    )
 
     @property
     def legacy_workspace_id(self) -> str:
@@ -173,14 +176,16 @@ class Sandbox(contextlib.AbstractContextManager["Sandbox", None]):
     def restart(self, timeout: float = 20.0) -> Sandbox:
         """Stop, then start again on the same state folder (and the same ports when they are free).
 
-        The fault plan, request log and clock carry over.
+        The fault plan, request log, clock and API traffic carry over.
         """
         self.stop()
         old = self._server
         ports = (int(old.url.rsplit(":", 1)[1]), int(old.s3_url.rsplit(":", 1)[1])) if old.url else (0, 0)
         for port, s3_port in (ports, (0, 0)):
             config = replace(old.config, port=port, s3_port=s3_port)
-            self._server = SandboxServer(config, clock=old.clock, faults=old.faults, requests=old.requests)
+            self._server = SandboxServer(
+                config, clock=old.clock, faults=old.faults, requests=old.requests, traffic=old.traffic
+            )
             try:
                 self._launch(timeout)
                 return self

@@ -47,12 +47,15 @@ from prolific_mcp.records.rules import canonical_bytes, checker_for, exact_keys_
 from prolific_mcp.sandbox.config import MAX_APPEND_RECORDS, MAX_ERRORS, Pace
 from prolific_mcp.sandbox.rows import JobError, StoredUpload
 from prolific_mcp.sandbox.store import Db, Store
+from prolific_mcp.sandbox.traffic import ApiTraffic
 
 log = logging.getLogger("prolific_mcp.sandbox.importer")
 
 INSERT_IDENTITY: Final = "INSERT OR IGNORE INTO identities (dataset_pk, digest) VALUES (?, ?)"
 INSERT_SEGMENT: Final = "INSERT INTO segments (dataset_pk, count, data) VALUES (?, ?, ?)"
 INSERT_ERROR: Final = "INSERT INTO job_errors (job_id, n, record_index, field, reason) VALUES (?, ?, ?, ?, ?)"
+IDENTITY_STEP: Final = 1000
+"""An import inserts its identities this many at a time, stepping aside for the API's requests in between."""
 SEGMENT_BYTES: Final = 8 * 1024 * 1024
 """A chunk is committed once its new datapoints reach this size, whatever the record count."""
 COMMIT_SECONDS: Final = 0.5
@@ -89,18 +92,30 @@ class AppendError(Exception):
 
 
 def store_records(
-    c: sqlite3.Connection, dataset_pk: int, identities: list[tuple[int, bytes]], data: list[bytes]
+    c: sqlite3.Connection,
+    dataset_pk: int,
+    identities: list[tuple[int, bytes]],
+    data: list[bytes],
+    traffic: ApiTraffic | None = None,
 ) -> int:
     """Store the records that are new to the dataset, in order, as one segment; returns how many were new.
 
     `identities[i]` is (dataset_pk, digest) of `data[i]`. A record whose digest the dataset already has
     (including earlier in the same list) is a duplicate: counted by the caller, not stored. Call inside a
-    transaction.
+    transaction. With `traffic` (an import's worker), the identities go in IDENTITY_STEP at a time and the worker
+    steps aside between them while the API has requests in flight (each row's insert takes and gives back the GIL).
     """
     if not data:
         return 0
     c.execute("SAVEPOINT store_records")
-    inserted: int = c.executemany(INSERT_IDENTITY, identities).rowcount
+    if traffic is None:
+        inserted: int = c.executemany(INSERT_IDENTITY, identities).rowcount
+    else:
+        inserted = 0
+        for at in range(0, len(identities), IDENTITY_STEP):
+            if traffic.in_flight:
+                traffic.step_aside()
+            inserted += c.executemany(INSERT_IDENTITY, identities[at : at + IDENTITY_STEP]).rowcount
     if inserted == len(identities):
         kept = data
     else:
@@ -127,10 +142,18 @@ def in_background() -> None:
 
 
 def process_upload(
-    store: Store, upload_pk: int, rules: RecordRules, pace: Pace, chunk: int, stop: threading.Event
+    store: Store,
+    upload_pk: int,
+    rules: RecordRules,
+    pace: Pace,
+    chunk: int,
+    stop: threading.Event,
+    traffic: ApiTraffic | None = None,
 ) -> WorkResult:
-    """Process one upload (V4 import or V3 file) that is in `processing`; runs in a worker thread."""
+    """Process one upload (V4 import or V3 file) that is in `processing`; runs in a worker thread, stepping aside
+    between records while `traffic` has API requests in flight."""
     in_background()
+    traffic = traffic or ApiTraffic()
     db = store.connect(cache_mib=256)
     try:
         up = db.upload_by_pk(upload_pk)
@@ -139,11 +162,11 @@ def process_upload(
         if not path.is_file():
             return WorkResult(failure="the uploaded file is missing from the sandbox's store: upload it again")
         if up.kind == "v3":
-            return _process_v3(db, up, path, stop)
+            return _process_v3(db, up, path, stop, traffic)
         if dataset.schema is None:
             return WorkResult(failure="the dataset has no schema")
         schema = Schema.from_dict(dataset.schema)
-        return _ImportRun(db, up, schema, rules, pace, chunk, stop).run(path)
+        return _ImportRun(db, up, schema, rules, pace, chunk, stop, traffic).run(path)
     finally:
         db.close()
 
@@ -165,8 +188,10 @@ class _ImportRun:
         pace: Pace,
         chunk: int,
         stop: threading.Event,
+        traffic: ApiTraffic,
     ) -> None:
         self.db = db
+        self.traffic = traffic
         self.up = up
         self.schema = schema
         self.validator = RecordValidator(schema, rules)
@@ -220,6 +245,8 @@ class _ImportRun:
         identities_append = self.identities.append
         data_append = self.data.append
         step = self.chunk
+        traffic = self.traffic
+        step_aside = traffic.step_aside
         started = time.monotonic()
         if self.rate:
             step = max(1, min(step, int(self.rate / 10)))
@@ -230,6 +257,8 @@ class _ImportRun:
             index = rec.index
             if index < skip:
                 continue
+            if traffic.in_flight:
+                step_aside()
             done = index + 1
             value = rec.value
             if value is None:
@@ -270,7 +299,7 @@ class _ImportRun:
         if self.tx_started is None:
             c.execute("BEGIN IMMEDIATE")
             self.tx_started = time.monotonic()
-        written = store_records(c, self.up.dataset_pk, self.identities, self.data)
+        written = store_records(c, self.up.dataset_pk, self.identities, self.data, self.traffic)
         if self.errors:
             c.executemany(INSERT_ERROR, self.errors)
         self.accepted += len(self.data)
@@ -326,7 +355,7 @@ def _open_v3_csv(path: Path, stack: ExitStack) -> BinaryIO:
     return cast(BinaryIO, stack.enter_context(archive.open(sorted(names)[0])))
 
 
-def _process_v3(db: Db, up: StoredUpload, path: Path, stop: threading.Event) -> WorkResult:
+def _process_v3(db: Db, up: StoredUpload, path: Path, stop: threading.Event, traffic: ApiTraffic) -> WorkResult:
     """A V3 upload replaces the dataset's datapoints with the CSV's rows (`META_` columns kept), all or nothing."""
     is_zip = up.filename.lower().endswith(".zip")
     if not is_zip and zipfile.is_zipfile(path):
@@ -342,6 +371,8 @@ def _process_v3(db: Db, up: StoredUpload, path: Path, stop: threading.Event) -> 
                 db.conn.execute("DELETE FROM segments WHERE dataset_pk = ?", (up.dataset_pk,))
                 batch: list[bytes] = []
                 for rec in records:
+                    if traffic.in_flight:
+                        traffic.step_aside()
                     if rec.value is None:
                         raise FileFailure(f"row {rec.index + 1} (line {rec.line}): {rec.raw_error}")
                     if rows == 0:
@@ -382,7 +413,9 @@ _LONG_NUMBER: Final = re.compile(rb"\d{19}")
 """A run of digits long enough to be an integer beyond 64 bits (or part of a string: then only slower)."""
 
 
-def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: threading.Event) -> WorkResult:
+def run_migration(
+    store: Store, migration_pk: int, rules: RecordRules, stop: threading.Event, traffic: ApiTraffic | None = None
+) -> WorkResult:
     """Re-normalise every datapoint of the dataset against the migration's schema; runs in a worker thread.
 
     Keys not in the new schema are dropped; a value that no longer validates is set to null (left out) and
@@ -392,6 +425,7 @@ def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: thr
     one identity). Progress is committed per segment, so an interrupted migration resumes.
     """
     in_background()
+    traffic = traffic or ApiTraffic()
     db = store.connect()
     try:
         job = db.migration_by_pk(migration_pk)
@@ -413,6 +447,8 @@ def run_migration(store: Store, migration_pk: int, rules: RecordRules, stop: thr
             lines: list[bytes] = []
             errors: list[tuple[str, int, int, str | None, str]] = []
             for raw in bytes(row["data"]).split(b"\n"):
+                if traffic.in_flight:
+                    traffic.step_aside()
                 # Stored records keep integers beyond 64 bits exact; orjson would read them back as floats.
                 record = cast(dict[str, object], exact_loads(raw) if _LONG_NUMBER.search(raw) else orjson.loads(raw))
                 normalised: dict[str, object] = {}

@@ -21,6 +21,7 @@ import anyio.abc
 from prolific_mcp.sandbox.config import SandboxConfig
 from prolific_mcp.sandbox.importer import PENDING_SCHEMA_REASON, WorkResult, process_upload, run_migration
 from prolific_mcp.sandbox.store import Db, Store
+from prolific_mcp.sandbox.traffic import ApiTraffic
 
 log = logging.getLogger("prolific_mcp.sandbox.jobs")
 
@@ -28,9 +29,11 @@ log = logging.getLogger("prolific_mcp.sandbox.jobs")
 class Scheduler:
     """Runs the work of every dataset; `kick(dataset_pk)` after queueing something."""
 
-    def __init__(self, store: Store, config: SandboxConfig) -> None:
+    def __init__(self, store: Store, config: SandboxConfig, traffic: ApiTraffic | None = None) -> None:
         self.store = store
         self.config = config
+        self.traffic = traffic or ApiTraffic()
+        """The API's requests in flight: the workers step aside while any is (traffic.py)."""
         self.stop_flag = threading.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._locks: dict[int, asyncio.Lock] = {}
@@ -113,6 +116,7 @@ class Scheduler:
             pace,
             self.config.chunk_records,
             self.stop_flag,
+            self.traffic,
         )
         if result.interrupted:
             return
@@ -124,7 +128,7 @@ class Scheduler:
         await self.store.run(Db.start_migration, pk)
         started = time.monotonic()
         result = await self._in_thread(
-            f"migration {pk}", run_migration, self.store, pk, self.config.rules, self.stop_flag
+            f"migration {pk}", run_migration, self.store, pk, self.config.rules, self.stop_flag, self.traffic
         )
         if result.interrupted:
             return

@@ -33,6 +33,7 @@ from prolific_mcp.sandbox.jobs import Scheduler
 from prolific_mcp.sandbox.rows import StoredUpload
 from prolific_mcp.sandbox.s3 import S3App, Signer
 from prolific_mcp.sandbox.store import Db, Store
+from prolific_mcp.sandbox.traffic import ApiTraffic
 
 log = logging.getLogger("prolific_mcp.sandbox")
 
@@ -137,8 +138,10 @@ class SandboxServer:
         clock: Clock | None = None,
         faults: FaultPlan | None = None,
         requests: RequestLog | None = None,
+        traffic: ApiTraffic | None = None,
     ) -> None:
         self.config = config
+        self.traffic = traffic if traffic is not None else ApiTraffic()
         self.clock = clock or Clock()
         self.faults = faults if faults is not None else FaultPlan()
         self.requests = requests if requests is not None else RequestLog()
@@ -186,7 +189,7 @@ class SandboxServer:
             sockets.append(_bind(config.s3_port, "fake S3"))
             api_port, s3_port = (s.getsockname()[1] for s in sockets)
             self.url, self.s3_url = f"http://{HOST}:{api_port}", f"http://{HOST}:{s3_port}"
-            scheduler = Scheduler(store, config)
+            scheduler = Scheduler(store, config, self.traffic)
             signer = Signer(secret, access_key)
             ctx = Context(
                 config=config,
@@ -208,8 +211,8 @@ class SandboxServer:
 
             connections = Connections()
             gateway = Gateway(
-                build_api_app(ctx, admin_routes(ctx)),
-                S3App(store, signer, self.clock, config.max_object_size, on_queued),
+                self.traffic.around(build_api_app(ctx, admin_routes(ctx))),
+                S3App(store, signer, self.clock, config.max_object_size, on_queued, self.traffic),
                 self.faults,
                 self.requests,
                 self.clock,

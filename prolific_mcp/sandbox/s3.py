@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from prolific_mcp.sandbox.clock import Clock, amz_date, parse_amz_date, s3_time
 from prolific_mcp.sandbox.rows import StoredUpload
 from prolific_mcp.sandbox.store import Db, Store
+from prolific_mcp.sandbox.traffic import ApiTraffic
 
 log = logging.getLogger("prolific_mcp.sandbox.s3")
 
@@ -202,7 +203,10 @@ class S3App:
         clock: Clock,
         max_object_size: int,
         on_queued: Callable[[StoredUpload], None],
+        traffic: ApiTraffic | None = None,
     ) -> None:
+        self.traffic = traffic or ApiTraffic()
+        """The API's requests in flight: the receiver stops reading a body while any is (traffic.py)."""
         self.store = store
         self.signer = signer
         self.clock = clock
@@ -305,6 +309,7 @@ class S3App:
         size = 0
         complete = False
         handle = await asyncio.to_thread(open, temp, "wb")
+        traffic = self.traffic
         try:
             pending: list[bytes] = []
             pending_size = 0
@@ -324,6 +329,8 @@ class S3App:
                 if not message.get("more_body", False):
                     complete = size == length
                     break
+                if traffic.in_flight:  # between two chunks of the body: let the API's request go first
+                    await traffic.yield_to_api()
             if complete and pending:
                 await asyncio.to_thread(handle.write, b"".join(pending))
         finally:
