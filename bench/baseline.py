@@ -5,7 +5,9 @@
 Runs the real server command with two pieces of the earlier code put back (nothing else differs):
 - the polling schedule: the second poll 3 s after the PUT's end, whatever is known, and the processing rate
   only ever shortening the growing interval (jitter on every delay);
-- the pre-flight scan hashing inline, in the parsing thread (now: in a thread of its own beside the parsing).
+- the pre-flight scan hashing inline, in the parsing thread (now: in a thread of its own beside the parsing);
+- the whole pre-flight before the PUT, for every file (now: a large file's PUT starts once it is hashed and
+  claimed, beside the rest of the scan).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import hashlib
 
 from prolific_mcp.cli import main
-from prolific_mcp.uploads import files, polling
+from prolific_mcp.operations import early_put
+from prolific_mcp.uploads import polling, scan
 
 OLD_FIRST_DELAY = 3.0
 
@@ -49,7 +52,8 @@ class InlineSha256:
 
 def install() -> None:
     polling.PollPlanner.next_delay = old_next_delay  # type: ignore[method-assign]
-    files._Sha256Thread = InlineSha256  # type: ignore[misc,assignment]
+    scan._Sha256Thread = InlineSha256  # type: ignore[misc,assignment]
+    early_put.EARLY_PUT_MIN_BYTES = 1 << 62  # type: ignore[misc]
 
 
 if __name__ == "__main__":

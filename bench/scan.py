@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bench.common import DATASET_SCHEMA, MB, Result, log, median, timed
 from prolific_mcp.records import Schema
-from prolific_mcp.uploads.files import open_regular_file, scan_file
+from prolific_mcp.uploads.files import open_regular_file
+from prolific_mcp.uploads.scan import scan_file
 
 SMALL_SCHEMA = {
     "strict": True,

@@ -81,6 +81,7 @@ from prolific_mcp.api.s3 import (
     DEFAULT_CHUNK_SIZE,
     ERROR_BODY_LIMIT,
     FileSource,
+    Pacer,
     ProgressCallback,
     put_presigned,
     read_bounded,
@@ -546,6 +547,7 @@ class ProlificClient:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         deadline: float | None = None,
         expected_sha256: str | None = None,
+        pace: Pacer | None = None,
     ) -> PutResult:
         """Stream `size` bytes of `source` (a path, an open descriptor or binary file) to the upload URL.
 
@@ -554,7 +556,8 @@ class ProlificClient:
         Raises FileChangedError if the file has more or fewer bytes than `size`, UnsafeUploadUrlError before
         any byte for a refused URL, UploadUrlExpiredError when a new upload URL is needed. `deadline` bounds
         the retry waits only; an upload in progress is never cut short by it. With `expected_sha256`, FileEditedError
-        if the bytes sent do not hash to it (stopped before the last chunk).
+        if the bytes sent do not hash to it (stopped before the last chunk). `pace(end, last)` is awaited before
+        each chunk goes out (on every attempt); what it raises ends the upload before the store has the whole file.
         """
         return await put_presigned(
             self._http,
@@ -568,4 +571,5 @@ class ProlificClient:
             deadline=math.inf if deadline is None else deadline,
             sandbox=self._sandbox,
             expected_sha256=expected_sha256,
+            pace=pace,
         )

@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "ERROR_BODY_LIMIT",
     "FileSource",
+    "Pacer",
     "ProgressCallback",
     "S3ErrorInfo",
     "check_fixed_length",
@@ -70,6 +71,11 @@ CLEANUP_SECONDS: Final = 5.0
 
 ProgressCallback = Callable[[int, int], Awaitable[None] | None]
 """`on_progress(bytes_sent, size)`: called as chunks go out, never with a smaller count than before."""
+
+Pacer = Callable[[int, bool], Awaitable[None]]
+"""`pace(end, last)`: awaited before each chunk of a PUT is sent (`end`: the offset the chunk ends at; `last`: it is
+the final one). It may hold the upload back; what it raises ends the upload with the body incomplete, so the store
+keeps nothing."""
 
 FileSource = str | os.PathLike[str] | int | BinaryIO
 """A path, an open file descriptor, or an open binary file object."""
@@ -406,11 +412,16 @@ class _Progress:
 
 
 async def _body(
-    reader: _Reader, size: int, chunk_size: int, progress: _Progress, expected_sha256: str | None = None
+    reader: _Reader,
+    size: int,
+    chunk_size: int,
+    progress: _Progress,
+    expected_sha256: str | None = None,
+    pace: Pacer | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the file's `size` bytes, hashing them as they go; raise FileChangedError before the last byte if the
     file is shorter or longer, and FileEditedError if the bytes sent do not hash to `expected_sha256` (the file
-    was edited in place at the same size)."""
+    was edited in place at the same size). `pace` is awaited before each chunk goes out (see Pacer)."""
     digest = hashlib.sha256()
     offset = 0
     if size == 0 and await reader.read_at(0, 1):
@@ -430,6 +441,8 @@ async def _body(
             # Checked before the final chunk goes out, so an edited file never reaches the store whole.
             if last and digest.hexdigest() != expected_sha256:
                 raise FileEditedError(size)
+        if pace is not None:
+            await pace(offset + want, last)
         offset += want
         await progress(offset)
         yield chunk
@@ -448,6 +461,7 @@ async def put_presigned(
     deadline: float,
     sandbox: bool,
     expected_sha256: str | None = None,
+    pace: Pacer | None = None,
 ) -> PutResult:
     """PUT `size` bytes of `source` to `target.upload_url` with the S3_PUT retry rule; see ProlificClient.put_file.
 
@@ -474,7 +488,7 @@ async def put_presigned(
         request = http.build_request(
             "PUT",
             url,
-            content=_body(reader, size, chunk_size, progress, expected_sha256),
+            content=_body(reader, size, chunk_size, progress, expected_sha256, pace),
             headers={"Content-Type": ctype, "Content-Length": str(size)},
         )
         for name in ("authorization", "user-agent", "cookie"):

@@ -17,8 +17,9 @@ from prolific_mcp.operations.deps import (
 )
 from prolific_mcp.operations.results import AppendRecordsResult
 from prolific_mcp.records import MAX_APPEND_RECORDS
+from prolific_mcp.uploads.groups import group_errors
 from prolific_mcp.uploads.polling import PollPlanner
-from prolific_mcp.uploads.rejections import error_items, group_errors
+from prolific_mcp.uploads.rejections import error_items
 
 
 def append_body(records: object) -> bytes:

@@ -1,7 +1,8 @@
 """Checks that send nothing: validate_file (a file against a schema) and suggest_schema (fields from a file).
 
 `key_findings` compares the file's keys with the schema's for validate_file and upload_file alike, so both give
-the same answer (docs/architecture.md, Files and pre-flight).
+the same answer, and `checked_preflight` is upload_file's verdict on a scanned file, whether the scan ran before
+the PUT or beside it (docs/architecture.md, Files and pre-flight).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass
 
 import anyio
 
+from prolific_mcp.api.models import Dataset
 from prolific_mcp.operations import render
 from prolific_mcp.operations.deps import Deps, OperationError, checked_id, file_format, local_schema, parse_fields
-from prolific_mcp.operations.results import KeyCheckInfo, SuggestSchemaResult, ValidateResult, field_list
+from prolific_mcp.operations.results import KeyCheckInfo, PreflightInfo, SuggestSchemaResult, ValidateResult, field_list
 from prolific_mcp.records import RecordRules, Schema
 from prolific_mcp.records.keys import check_keys
 from prolific_mcp.records.suggest import suggest_schema as suggest_from_file
-from prolific_mcp.uploads.files import ScanReport, scan_file
+from prolific_mcp.uploads.scan import ScanReport, scan_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,35 @@ def key_findings(
     if check.shares_none and report.failure is None:
         return KeyFindings(refusal=text, info=info)
     return KeyFindings(warning=text, info=info)
+
+
+def checked_preflight(
+    report: ScanReport, dataset: Dataset, display: str, path: str, nothing: str
+) -> tuple[PreflightInfo, KeyFindings]:
+    """The pre-flight's verdict on a scanned file: what it found, or OperationError when the file is certain to fail
+    (`nothing` ends the refusal: what was, or was not, sent)."""
+    schema = local_schema(dataset) if dataset.is_v4 else None
+    preflight = PreflightInfo(
+        sha256=report.sha256,
+        size=report.size,
+        record_count=report.record_count,
+        expected_rejections=report.rejected,
+        groups=render.group_infos(report.groups),
+    )
+    keys = key_findings(
+        report, schema, name=display, path=path, dataset_id=dataset.id, datapoints=dataset.total_datapoint_count
+    )
+    if report.failure is not None:
+        renames = f"\n{keys.warning}" if keys.warning else ""  # a strict key in no record: the likely renames
+        raise OperationError(f"{display} cannot be imported: {report.failure}. {nothing}{renames}")
+    if not dataset.is_v4:
+        breaking = render.v3_breaking_rows(dataset.id, display, report.groups)
+        if breaking is not None:
+            raise OperationError(breaking)
+    if keys.refusal is not None:
+        raise OperationError(f"{keys.refusal}\n{nothing}")
+    preflight.keys = keys.info
+    return preflight, keys
 
 
 async def validate_file(

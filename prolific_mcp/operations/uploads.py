@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -15,25 +16,19 @@ import anyio
 from prolific_mcp.api.errors import NotFoundError, ProlificError
 from prolific_mcp.api.models import Dataset, ImportJob, V3Baseline
 from prolific_mcp.operations import render
-from prolific_mcp.operations.checks import key_findings
+from prolific_mcp.operations.checks import checked_preflight
 from prolific_mcp.operations.deps import Deps, OperationError, Progress, checked_id, ended, file_format, local_schema
+from prolific_mcp.operations.early_put import early_put_eligible, start_early
 from prolific_mcp.operations.results import ImportResult, PreflightInfo, field_list
 from prolific_mcp.records import FileFormat, RecordRules
 from prolific_mcp.text import one_line
 from prolific_mcp.uploads import files
-from prolific_mcp.uploads.files import (
-    FileAccessError,
-    OpenedFile,
-    file_sha256,
-    open_regular_file,
-    resolve_path,
-    scan_file,
-    upload_filename,
-)
-from prolific_mcp.uploads.jobs import UploadBusyError, UploadJob, UploadPlan, follow
+from prolific_mcp.uploads.files import FileAccessError, OpenedFile, open_regular_file, resolve_path, upload_filename
+from prolific_mcp.uploads.jobs import PreflightRefused, UploadBusyError, UploadJob, UploadPlan, follow
 from prolific_mcp.uploads.ledger import IN_FLIGHT_STATES, Claim, LedgerError, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner
 from prolific_mcp.uploads.rejections import Explained, explain
+from prolific_mcp.uploads.scan import ScanReport, file_sha256, scan_file
 
 ATTACH_POLL_SECONDS: Final = 0.2
 """How often a call attached to another call's or process's upload looks at the ledger row again."""
@@ -83,18 +78,29 @@ async def upload_file(
     try:
         chosen = file_format(display, fmt)  # after the open: a directory is named as such, not as a format
         dataset = await deps.client.get_dataset(dataset_id)
+        report = None
+        if early_put_eligible(dataset, opened, inline=resolved is None):
+            early = await start_early(deps, dataset, opened, display, chosen, path=path or display)
+            if isinstance(early, ScanReport):
+                report = early
+            else:
+                try:
+                    job, _, orphans = await _own(deps, early.plan, early.claim)
+                except BaseException:
+                    await early.gate.stop()
+                    raise
+                assert job is not None
+                handed_to_job = True
+                return await _followed(deps, job, wait, progress, lambda: early.gate.preflight, orphans)
         plan, preflight = await _plan(
-            deps, dataset, opened, display, chosen, inline=resolved is None, path=path or display
+            deps, dataset, opened, display, chosen, inline=resolved is None, path=path or display, report=report
         )
         job, stored, orphans = await job_for(deps, plan, force, dataset, wait)
         if job is None:
             assert stored is not None
             return await stored_outcome(deps, stored, plan, preflight)
         handed_to_job = job.plan is plan
-        finished = await follow(job, wait, progress, render.progress)
-        result = await job_result(deps, job, finished, preflight)
-        result.orphaned_imports = sorted(set(result.orphaned_imports) | set(orphans))
-        return result.with_text(render.with_orphans(result.text, result.orphaned_imports))
+        return await _followed(deps, job, wait, progress, lambda: preflight, orphans)
     except UploadBusyError as exc:
         raise OperationError(str(exc)) from None
     finally:
@@ -102,41 +108,48 @@ async def upload_file(
             opened.close()
 
 
+async def _followed(
+    deps: Deps,
+    job: UploadJob,
+    wait: float,
+    progress: Progress | None,
+    preflight: Callable[[], PreflightInfo | None],
+    orphans: list[str],
+) -> ImportResult:
+    """Follow a job for the call's wait, then its result (`preflight`: what the pre-flight found, read at the end,
+    since a pre-flight beside the PUT ends during the wait)."""
+    finished = await follow(job, wait, progress, render.progress)
+    result = await job_result(deps, job, finished, preflight())
+    result.orphaned_imports = sorted(set(result.orphaned_imports) | set(orphans))
+    return result.with_text(render.with_orphans(result.text, result.orphaned_imports))
+
+
 async def _plan(
-    deps: Deps, dataset: Dataset, opened: OpenedFile, display: str, fmt: FileFormat, *, inline: bool, path: str
+    deps: Deps,
+    dataset: Dataset,
+    opened: OpenedFile,
+    display: str,
+    fmt: FileFormat,
+    *,
+    inline: bool,
+    path: str,
+    report: ScanReport | None = None,
 ) -> tuple[UploadPlan, PreflightInfo]:
-    """Check the file against the dataset (pre-flight) and decide everything the upload needs."""
+    """Check the file against the dataset (pre-flight) and decide everything the upload needs (`report`: the scan,
+    when it was run already)."""
     v3 = not dataset.is_v4
     if v3 and fmt != "csv":
         raise OperationError(
             f"dataset {dataset.id} is a legacy V3 dataset, which takes CSV files only: convert the file to "
             "CSV, or create a V4 dataset (create_dataset) for JSONL"
         )
-    await deps.remember(dataset, "touched")
     schema = None if v3 else local_schema(dataset)
-    report = await anyio.to_thread.run_sync(
-        lambda: scan_file(opened.fd, fmt, schema, rules=RecordRules(), expected_size=opened.size)
-    )
-    preflight = PreflightInfo(
-        sha256=report.sha256,
-        size=report.size,
-        record_count=report.record_count,
-        expected_rejections=report.rejected,
-        groups=render.group_infos(report.groups),
-    )
-    keys = key_findings(
-        report, schema, name=display, path=path, dataset_id=dataset.id, datapoints=dataset.total_datapoint_count
-    )
-    if report.failure is not None:
-        renames = f"\n{keys.warning}" if keys.warning else ""  # a strict key in no record: the likely renames
-        raise OperationError(f"{display} cannot be imported: {report.failure}. Nothing was uploaded.{renames}")
-    if v3:
-        breaking = render.v3_breaking_rows(dataset.id, display, report.groups)
-        if breaking is not None:
-            raise OperationError(breaking)
-    if keys.refusal is not None:
-        raise OperationError(f"{keys.refusal}\nNothing was uploaded.")
-    preflight.keys = keys.info
+    if report is None:  # (a report given comes from start_early, which noted the dataset already)
+        await deps.remember(dataset, "touched")
+        report = await anyio.to_thread.run_sync(
+            lambda: scan_file(opened.fd, fmt, schema, rules=RecordRules(), expected_size=opened.size)
+        )
+    preflight, keys = checked_preflight(report, dataset, display, path, "Nothing was uploaded.")
     key = UploadKey(deps.options.origin, await deps.account_id(), dataset.id, report.sha256, report.size)
     plan = UploadPlan(
         key=key,
@@ -343,6 +356,8 @@ async def job_result(deps: Deps, job: UploadJob, finished: bool, preflight: Pref
     watch_failed = job.error is not None and job.file_received and job.import_id is not None
     if (job.error is not None or job.cancelled) and not watch_failed:
         error = job.error
+        if isinstance(error, PreflightRefused):
+            raise OperationError(str(error)) from None
         if isinstance(error, LedgerError):
             raise OperationError(f"{error}: call upload_file again with the same arguments") from None
         if error is not None and job.unchecked and job.import_id:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 import anyio.abc
@@ -32,9 +32,10 @@ from prolific_mcp.api.models import ImportJob, V3Baseline
 from prolific_mcp.records import FileFormat
 from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
+from prolific_mcp.uploads.groups import RejectionGroup
 from prolific_mcp.uploads.ledger import ClaimLost, Ledger, UploadKey, UploadRow
 from prolific_mcp.uploads.polling import PollPlanner, poll_until
-from prolific_mcp.uploads.rejections import RejectionGroup, explain
+from prolific_mcp.uploads.rejections import explain
 
 log = logging.getLogger("prolific_mcp.uploads")
 
@@ -45,6 +46,23 @@ Phase = Literal["waiting_for_slot", "requesting_url", "uploading", "watching", "
 
 class UploadBusyError(Exception):
     """The upload queue is full."""
+
+
+class PreflightRefused(Exception):
+    """The pre-flight, run beside the PUT, found the file certain to fail: the PUT stopped before its last chunk,
+    so the import received nothing. The message is the refusal, for the agent."""
+
+
+class PreflightGate(Protocol):
+    """The pre-flight of a file whose PUT starts before its scan ends (docs/architecture.md, Files and pre-flight)."""
+
+    async def pace(self, end: int, last: bool) -> None:
+        """Awaited before each chunk of the PUT (on every attempt): holds the PUT back while it is too far ahead of
+        the scan, and before the last chunk waits for the scan's verdict, raising PreflightRefused if the file must
+        not be imported (the verdict also completes the plan: `record_count`, `key_warning`)."""
+
+    async def stop(self) -> None:
+        """End the scan if it still runs, and wait until it no longer reads the file."""
 
 
 @dataclass(slots=True)
@@ -69,6 +87,8 @@ class UploadPlan:
     key_warning: str | None = None
     """The pre-flight's warning that the file's keys and the schema's differ: every answer about this upload
     repeats it (a hand-off, get_import_status on the live job, the outcome)."""
+    gate: PreflightGate | None = None
+    """Set when the pre-flight runs beside the PUT: it paces the PUT, and its verdict comes before the last chunk."""
 
 
 @dataclass(eq=False)
@@ -272,6 +292,16 @@ class UploadManager:
         self._spawn(self._run_watch, job)
         return job
 
+    def run_soon(self, func: Callable[[], Awaitable[None]]) -> None:
+        """Run `func` in the manager's task group (work that must outlive the call that starts it)."""
+        if self._tg is None:
+            raise RuntimeError("the upload manager is not running")
+
+        async def run() -> None:
+            await func()
+
+        self._tg.start_soon(run)
+
     def _spawn(self, func: Callable[[UploadJob], Awaitable[None]], job: UploadJob) -> None:
         if self._tg is None:
             raise RuntimeError("the upload manager is not running")
@@ -310,11 +340,16 @@ class UploadManager:
                         job.plan.dataset_id,
                         row.import_id,
                     )
+                elif isinstance(job.error, PreflightRefused):
+                    # Stopped before the last chunk: the import received nothing and stays 'uninitialised'.
+                    job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "cancelled")
                 elif job.error is not None:
                     # The file never fully reached the upload URL (or whether it did is unknown: `unchecked`); the
                     # row is left `orphaned`, so the next upload of the file checks its import before going on.
                     job.put_failed = not job.unchecked
                     job.ledger_row = await anyio.to_thread.run_sync(self.ledger.set_state, row.id, "orphaned")
+            if job.plan.gate is not None:
+                await job.plan.gate.stop()  # before the close: the scan must no longer read the descriptor
             if job.plan.opened is not None:
                 job.plan.opened.close()
             job.done.set()
@@ -415,7 +450,12 @@ class UploadManager:
 
             try:
                 result = await self.client.put_file(
-                    target, plan.opened.fd, size=plan.size, on_progress=on_progress, expected_sha256=plan.key.sha256
+                    target,
+                    plan.opened.fd,
+                    size=plan.size,
+                    on_progress=on_progress,
+                    expected_sha256=plan.key.sha256,
+                    pace=plan.gate.pace if plan.gate is not None else None,
                 )
             except UploadUrlExpiredError:
                 if attempt == 2:

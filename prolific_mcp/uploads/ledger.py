@@ -473,6 +473,11 @@ class Ledger:
             raise KeyError(f"no upload {row_id} in the ledger")
         return _upload(row)
 
+    def set_record_count(self, row_id: int, record_count: int) -> None:
+        """Note an upload's record count, known only once its pre-flight ends (when that runs beside the PUT)."""
+        with self._transaction() as db:
+            db.execute("UPDATE uploads SET record_count=? WHERE id=?", (record_count, row_id))
+
     def record_rejected_file(self, row_id: int, path: str) -> bool:
         """Claim the rejected-records file of an upload: True for the first caller only (written once)."""
         with self._transaction() as db:

@@ -11,7 +11,8 @@ from prolific_mcp.operations import render
 from prolific_mcp.operations.progress import HEARTBEAT, Throttle
 from prolific_mcp.records.formats import encoding_problem
 from prolific_mcp.records.keys import check_keys, likely_renames
-from prolific_mcp.uploads.rejections import MAX_TEXT, NOT_ITEMISED, OTHER, ErrorItem, group_errors
+from prolific_mcp.uploads.groups import NOT_ITEMISED, OTHER, ErrorItem, group_errors
+from prolific_mcp.uploads.rejections import MAX_TEXT
 
 pytestmark = pytest.mark.anyio
 

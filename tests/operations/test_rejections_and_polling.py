@@ -6,17 +6,17 @@ import pytest
 
 from prolific_mcp.api.errors import ApiUnreachableError, NotFoundError, RateLimitedError, Resource
 from prolific_mcp.operations import render
-from prolific_mcp.uploads.polling import PollPlanner, poll_until
-from prolific_mcp.uploads.rejections import (
+from prolific_mcp.uploads.groups import (
     MAX_GROUPS,
     MAX_RECORD_NUMBERS,
-    MAX_TEXT,
     NOT_ITEMISED,
     OTHER,
     ErrorItem,
     Grouper,
     group_errors,
 )
+from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.rejections import MAX_TEXT
 from tests.operations.conftest import Clock
 
 pytestmark = pytest.mark.anyio

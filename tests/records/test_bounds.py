@@ -16,7 +16,8 @@ from pathlib import Path
 from prolific_mcp.records import RecordValidator, Schema, iter_records, record_digest
 from prolific_mcp.records.formats import MAX_RECORD_BYTES, jsonl_lines
 from prolific_mcp.records.rules import checked_exact_keys_of, exact_keys_of
-from prolific_mcp.uploads.files import open_regular_file, scan_file
+from prolific_mcp.uploads.files import open_regular_file
+from prolific_mcp.uploads.scan import scan_file
 
 ROOT = Path(__file__).parents[2]
 LONG = 200 * 1024 * 1024
@@ -45,7 +46,8 @@ _SCAN = textwrap.dedent(
     """
     import resource, sys
     from prolific_mcp.records import Schema
-    from prolific_mcp.uploads.files import open_regular_file, scan_file
+    from prolific_mcp.uploads.files import open_regular_file
+    from prolific_mcp.uploads.scan import scan_file
     from pathlib import Path
     schema = Schema.from_dict({"strict": False, "fields": {"text": {"type": "text"}, "id": {"type": "metadata"}}})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -15,7 +15,8 @@ from prolific_mcp.operations.render import ImportOutcome, import_summary
 from prolific_mcp.redaction import REDACTED, redact, redact_url, register_secret
 from prolific_mcp.text import one_line
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path
-from prolific_mcp.uploads.rejections import MAX_TEXT, ErrorItem, group_errors
+from prolific_mcp.uploads.groups import ErrorItem, group_errors
+from prolific_mcp.uploads.rejections import MAX_TEXT
 
 # --- the path guard ------------------------------------------------------------------------------------------------
 

@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from prolific_mcp.records import Schema
-from prolific_mcp.uploads.files import (
-    FileAccessError,
-    open_regular_file,
-    resolve_path,
-    scan_file,
-    upload_filename,
-)
+from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path, upload_filename
+from prolific_mcp.uploads.scan import scan_file
 
 SCHEMA = Schema.from_dict(
     {"strict": True, "fields": {"text": {"type": "text"}, "img": {"type": "image_url"}, "src": {"type": "metadata"}}}

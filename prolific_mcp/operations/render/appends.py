@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from prolific_mcp.operations.render.calls import call, call_text
 from prolific_mcp.operations.render.groups import bounded
 from prolific_mcp.text import plural
-from prolific_mcp.uploads.rejections import RejectionGroup
+from prolific_mcp.uploads.groups import RejectionGroup
 
 
 def appended(

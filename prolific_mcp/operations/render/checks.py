@@ -15,8 +15,8 @@ from prolific_mcp.records import Schema
 from prolific_mcp.records.keys import KeyCheck
 from prolific_mcp.records.suggest import SuggestedSchema
 from prolific_mcp.text import one_line, plural, visible_json
-from prolific_mcp.uploads.files import ScanReport
-from prolific_mcp.uploads.rejections import MAX_GROUPS, RejectionGroup
+from prolific_mcp.uploads.groups import MAX_GROUPS, RejectionGroup
+from prolific_mcp.uploads.scan import ScanReport
 
 
 def _keys(keys: Sequence[str], limit: int = 10) -> str:

@@ -11,15 +11,8 @@ from prolific_mcp.operations.results import FileExcerpt, RejectionGroupInfo
 from prolific_mcp.records import missing_key_from_reason
 from prolific_mcp.records.rules import RAW_FIELD
 from prolific_mcp.text import fence, number_ranges, one_line, plural, visible
-from prolific_mcp.uploads.rejections import (
-    MAX_EXCERPTS,
-    MAX_GROUPS_SHOWN,
-    MAX_RECORD_NUMBERS,
-    MAX_TEXT,
-    NOT_ITEMISED,
-    OTHER,
-    RejectionGroup,
-)
+from prolific_mcp.uploads.groups import MAX_RECORD_NUMBERS, NOT_ITEMISED, OTHER, RejectionGroup
+from prolific_mcp.uploads.rejections import MAX_EXCERPTS, MAX_GROUPS_SHOWN, MAX_TEXT
 
 
 def suggest_fix(field_name: str | None, reason: str) -> str:

@@ -14,7 +14,7 @@ from prolific_mcp.operations.render.groups import bounded, fix_of, suggest_fix
 from prolific_mcp.operations.results import NextCall
 from prolific_mcp.records.rules import RAW_FIELD
 from prolific_mcp.text import number_ranges, one_line, plural
-from prolific_mcp.uploads.rejections import MAX_RECORD_NUMBERS, RejectionGroup
+from prolific_mcp.uploads.groups import MAX_RECORD_NUMBERS, RejectionGroup
 
 
 @dataclass(slots=True)

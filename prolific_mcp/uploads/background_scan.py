@@ -1,0 +1,195 @@
+"""The pre-flight scan of a large file, run beside its PUT (docs/architecture.md, Files and pre-flight; docs/
+performance.md, goal 8).
+
+For a large file `upload_file` hashes the file, claims it, and starts the PUT while the scan (parsing every record)
+goes on; the PUT holds its last chunk until the scan's verdict. The scan runs in a child process, so that parsing
+does not share the server's GIL with the PUT's event loop (on 2 cores, a parsing thread slows the PUT's every
+chunk). The child gets the already opened descriptor (`pass_fds`: the file is never reopened by path) and the
+schema on its standard input, and writes its `ScanReport` on its standard output. If the child cannot be started
+or fails, the same scan runs in a worker thread instead.
+
+`BackgroundScan` runs the scan in the upload manager's task group, so that it outlives the call that started it
+(the call may hand off before the PUT ends). `stop()` cancels it (killing the child) and waits until nothing reads
+the descriptor any more: the caller may close it then.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from prolific_mcp.records import FileFormat, RecordRules, Schema
+from prolific_mcp.uploads.scan import ScanReport, scan_file
+
+log = logging.getLogger("prolific_mcp.uploads")
+
+CHILD_SCANS: Final = 2
+"""Scans in child processes at once (one per core here); the others wait their turn."""
+_child_slots = anyio.CapacityLimiter(CHILD_SCANS)
+
+
+class ScanChildError(RuntimeError):
+    """The child process could not scan the file (it could not start, or ended without a report)."""
+
+
+Progress = Callable[[int], None]
+"""`progress(offset)`: the scan has read the file up to `offset` bytes."""
+
+
+def _scan_job(
+    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+) -> ScanReport:
+    return scan_file(fd, fmt, schema, rules=RecordRules(), expected_size=expected_size, digest=False, on_read=progress)
+
+
+async def _scan_in_child(
+    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+) -> ScanReport:
+    payload = pickle.dumps((fd, fmt, schema, expected_size))
+    command = [sys.executable, "-m", "prolific_mcp.uploads.scan_child"]
+    try:
+        process = await anyio.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,)
+        )
+    except OSError as exc:
+        raise ScanChildError(f"could not start ({exc.strerror or exc})") from None
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert process.stderr is not None
+        await process.stdin.send(payload)
+        await process.stdin.aclose()
+        output, errors = bytearray(), bytearray()
+
+        async def read_errors(stream: anyio.abc.ByteReceiveStream) -> None:
+            pending = b""
+            async for chunk in stream:
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"@") and line[1:].isdigit():
+                        if progress is not None:
+                            progress(int(line[1:]))
+                    elif len(errors) < 4096:
+                        errors.extend(line + b"\n")
+            if pending and len(errors) < 4096:
+                errors.extend(pending)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_errors, process.stderr)
+            async for chunk in process.stdout:
+                output.extend(chunk)
+        code = await process.wait()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            process.kill()
+            await process.wait()
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+    if code != 0 or not output:
+        last = errors.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise ScanChildError(f"exit status {code}: {last[0][:300]}")
+    report = pickle.loads(bytes(output))  # noqa: S301 - our own child's answer, over a pipe only we hold
+    if not isinstance(report, ScanReport):
+        raise ScanChildError("its answer was not a scan report")
+    return report
+
+
+async def scan_beside(
+    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+) -> ScanReport:
+    """The file's scan without its sha256: in a child process, else (it could not run) in a worker thread."""
+    async with _child_slots:
+        try:
+            return await _scan_in_child(fd, fmt, schema, expected_size, progress)
+        except ScanChildError as exc:
+            log.warning("the pre-flight scan could not run in a child process (%s): scanning in a thread", exc)
+    return await anyio.to_thread.run_sync(_scan_job, fd, fmt, schema, expected_size, progress)
+
+
+PROGRESS_POLL: Final = 0.01
+"""How often `reached` looks at the scan's progress again."""
+
+
+class BackgroundScan:
+    """One scan running in a task group; `report()` waits for it, `reached()` for its progress, `stop()` ends it."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        """Bytes of the file the scan has read (from the start)."""
+        self._done = anyio.Event()
+        self._report: ScanReport | None = None
+        self._error: BaseException | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._stopped = False
+
+    async def run(self, scan: Callable[[], Awaitable[ScanReport]]) -> None:
+        """The task body: run `scan` once, keeping its report or its error for `report()`."""
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._stopped:
+                    scope.cancel()
+                try:
+                    self._report = await scan()
+                except Exception as exc:
+                    self._error = exc
+        finally:
+            if self._report is None and self._error is None:
+                self._error = ScanChildError("the scan was stopped before it ended")
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def advance(self, offset: int) -> None:
+        """The scan's progress callback (from the child's reports, or from the worker thread)."""
+        self.position = max(self.position, offset)
+
+    async def reached(self, offset: int) -> None:
+        """Wait until the scan has read `offset` bytes, or has ended."""
+        # Polled: a scan in a worker thread moves `position` from outside the event loop.
+        while self.position < offset and not self._done.is_set():  # noqa: ASYNC110
+            await anyio.sleep(PROGRESS_POLL)
+
+    async def report(self) -> ScanReport:
+        """The scan's report once it has ended (its error raised again if it failed)."""
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._report is not None
+        return self._report
+
+    async def stop(self) -> None:
+        """Cancel the scan if it still runs and wait until it has ended (a worker thread ends on its own first)."""
+        self._stopped = True
+        if self._scope is not None:
+            self._scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._done.wait()
+
+
+def start_scan(
+    spawn: Callable[[Callable[[], Awaitable[None]]], None],
+    fd: int,
+    fmt: FileFormat,
+    schema: Schema | None,
+    expected_size: int,
+) -> BackgroundScan:
+    """Start the scan of the open file `fd` with `spawn` (a task group's start_soon)."""
+    scan = BackgroundScan()
+
+    async def body() -> None:
+        await scan.run(lambda: scan_beside(fd, fmt, schema, expected_size, scan.advance))
+
+    spawn(body)
+    return scan

@@ -1,0 +1,267 @@
+"""A large file's PUT starts before its pre-flight scan ends (docs/architecture.md, Files and pre-flight): the file
+is hashed and claimed first, the scan runs in a child process beside the PUT, and the PUT holds its last chunk
+until the scan's verdict. A file the scan finds certain to fail imports nothing; concurrent calls still make one
+import; the result carries what the pre-flight found.
+
+The size from which a file goes this way (64 MiB) is lowered to 1 MiB here, so that the files stay small; the
+scan is held until the PUT has started, so that the PUT really runs before the verdict (the order a large file
+has, made certain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from prolific_mcp.api.client import ProlificClient
+from prolific_mcp.api.models import UploadTarget
+from prolific_mcp.operations import early_put
+from prolific_mcp.records import FileFormat, Schema
+from prolific_mcp.sandbox import Sandbox
+from prolific_mcp.server.app import build_server
+from prolific_mcp.settings import Settings
+from prolific_mcp.uploads import background_scan
+from prolific_mcp.uploads.background_scan import BackgroundScan, Progress, ScanChildError
+from prolific_mcp.uploads.scan import ScanReport
+from tests.reliability.conftest import api_dataset
+from tests.reliability.test_races import _imports, _race
+from tests.server.conftest import call, ok, records, text_of, write_jsonl
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "tok-early"
+COUNT = 20_000
+"""Records in each file: about 1.9 MB, several 1 MiB chunks."""
+
+
+class Spy:
+    """What happened in order: the PUTs started, the scans ended, and in which process each scan ran."""
+
+    def __init__(self) -> None:
+        self.put_started = anyio.Event()
+        self.puts = 0
+        self.scans_in_child = 0
+        self.scans_ended = 0
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    """Early PUTs from 1 MiB; every background scan waits for a PUT to start before it scans (at most 30 s)."""
+    spy = Spy()
+    monkeypatch.setattr(early_put, "EARLY_PUT_MIN_BYTES", 1024 * 1024)
+    real_put = ProlificClient.put_file
+    real_child = background_scan._scan_in_child
+
+    async def put_file(self: ProlificClient, target: UploadTarget, source: Any, **kwargs: Any) -> Any:
+        spy.puts += 1
+        spy.put_started.set()
+        return await real_put(self, target, source, **kwargs)
+
+    async def scan_in_child(
+        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+    ) -> ScanReport:
+        with anyio.move_on_after(30):
+            await spy.put_started.wait()
+        report = await real_child(fd, fmt, schema, size, progress)
+        spy.scans_in_child += 1
+        spy.scans_ended += 1
+        return report
+
+    monkeypatch.setattr(ProlificClient, "put_file", put_file)
+    monkeypatch.setattr(background_scan, "_scan_in_child", scan_in_child)
+    return spy
+
+
+def _ledger(settings: Settings) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(settings.state_dir / "sandbox" / "ledger.sqlite3")
+    try:
+        return db.execute("SELECT import_id, state, record_count, sha256 FROM uploads ORDER BY id").fetchall()
+    finally:
+        db.close()
+
+
+async def test_a_large_file_is_put_beside_its_scan_and_the_result_has_the_preflight(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy
+) -> None:
+    path = write_jsonl(data_dir / "big.jsonl", records(COUNT, bad={7: {"photo": "not a url"}}))
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "early", token=TOKEN)
+            result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "big.jsonl"})
+    data = result.structured_content or {}
+    assert (data["status"], data["accepted_count"], data["rejected_count"]) == ("partial", COUNT - 1, 1)
+    assert data["record_count"] == COUNT
+    preflight = data["preflight"]
+    assert (preflight["sha256"], preflight["record_count"], preflight["expected_rejections"]) == (sha256, COUNT, 1)
+    assert spy.scans_in_child == 1, "the scan ran in a child process"
+    assert spy.puts == 1 and len(sandbox.requests.for_server("s3")) == 1
+    assert _ledger(settings) == [(data["import_id"], "partial", COUNT, sha256)]
+    assert "record 8" in text_of(result)
+
+
+async def test_a_file_certain_to_fail_stops_its_put_before_the_end_and_imports_nothing(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy
+) -> None:
+    """The scan's verdict comes while the PUT holds its last chunk: the file shares no key with the schema, so the
+    PUT stops there. The store never has the whole file, the import stays `uninitialised`, the call refuses the
+    file as the ordinary pre-flight does, and the same file again is refused before any upload URL."""
+    rows = [{"text": f"line {i}", "image": f"https://img.example.com/{i}.png"} for i in range(COUNT)]
+    path = write_jsonl(data_dir / "wrong.jsonl", rows)
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "refused", token=TOKEN)
+            result = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "wrong.jsonl"})
+            assert result.is_error
+            text = text_of(result)
+            assert "shares no key" in text or "no key" in text, text
+            assert "Nothing was imported: the upload was stopped before its last part" in text
+            ((import_id, status),) = _imports(sandbox, dataset_id)
+            assert status == "uninitialised"
+            (put,) = sandbox.requests.for_server("s3")
+            assert put.body_size < path.stat().st_size, "the last chunk was never sent"
+            assert [r[:2] for r in _ledger(settings)] == [(import_id, "cancelled")]
+            again = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "wrong.jsonl"})
+            assert again.is_error and "Nothing was uploaded." in text_of(again)
+            assert _imports(sandbox, dataset_id) == [(import_id, "uninitialised")], "refused before any URL"
+            assert spy.puts == 1
+
+
+async def test_concurrent_calls_with_one_large_file_make_one_import(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy
+) -> None:
+    """Five calls at once with one file: one claims it and PUTs beside its scan, the others wait for their scans
+    and attach to that upload (one import, one PUT, every call names it)."""
+    write_jsonl(data_dir / "race.jsonl", records(COUNT))
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(120):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "race", token=TOKEN)
+            results = await _race([client] * 5, dataset_id, "race.jsonl")
+    assert [text_of(r)[:300] for r in results if r.is_error] == []
+    ids = {(r.structured_content or {})["import_id"] for r in results}
+    assert len(ids) == 1
+    assert _imports(sandbox, dataset_id) == [(ids.pop(), "complete")]
+    assert spy.puts == 1 and len(sandbox.requests.for_server("s3")) == 1
+
+
+async def test_the_scan_runs_in_a_thread_when_no_child_process_can(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_child(
+        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+    ) -> ScanReport:
+        raise ScanChildError("could not start (no such file)")
+
+    monkeypatch.setattr(background_scan, "_scan_in_child", no_child)
+    write_jsonl(data_dir / "thread.jsonl", records(COUNT))
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "thread", token=TOKEN)
+            result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "thread.jsonl"})
+    data = result.structured_content or {}
+    assert (data["status"], data["accepted_count"], data["preflight"]["record_count"]) == ("complete", COUNT, COUNT)
+
+
+async def test_a_file_known_to_the_ledger_takes_the_ordinary_path(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy
+) -> None:
+    """The same file again is the stored outcome, found before any URL: one import, one PUT."""
+    write_jsonl(data_dir / "twice.jsonl", records(COUNT))
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "twice", token=TOKEN)
+            first = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "twice.jsonl"})
+            again = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "twice.jsonl"})
+    assert (again.structured_content or {})["from_ledger"] is True
+    assert (again.structured_content or {})["import_id"] == (first.structured_content or {})["import_id"]
+    assert spy.puts == 1
+
+
+async def test_the_put_never_runs_further_ahead_of_the_scan_than_its_lead(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a lead of 256 KiB, every chunk but the last waits until the scan has read to 256 KiB of its end; the
+    last one waits for the verdict (the scan has ended)."""
+    monkeypatch.setattr(early_put, "SCAN_LEAD", 256 * 1024)
+    seen: list[tuple[int, bool, int, bool]] = []
+    real_pace = early_put.ScanGate.pace
+
+    async def pace(self: early_put.ScanGate, end: int, last: bool) -> None:
+        await real_pace(self, end, last)
+        seen.append((end, last, self.scan.position, self.scan.done))
+
+    monkeypatch.setattr(early_put.ScanGate, "pace", pace)
+    path = write_jsonl(data_dir / "paced.jsonl", records(COUNT))
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, "paced", token=TOKEN)
+            await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "paced.jsonl"})
+    assert len(seen) >= 2 and seen[-1][:2] == (path.stat().st_size, True) and seen[-1][3]
+    for end, last, position, done in seen[:-1]:
+        assert not last and (done or position >= end - 256 * 1024), (end, position)
+
+
+# --- the background scan itself -----------------------------------------------------------------------------------
+
+
+async def _run_in(tg: anyio.abc.TaskGroup) -> Callable[[Callable[[], Awaitable[None]]], None]:
+    def spawn(func: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await func()
+
+        tg.start_soon(run)
+
+    return spawn
+
+
+async def test_a_background_scan_reports_what_a_scan_in_this_process_finds(tmp_path: Path) -> None:
+    from prolific_mcp.uploads.scan import scan_file
+
+    path = write_jsonl(tmp_path / "r.jsonl", records(100_000, bad={3: {"photo": "x"}}))  # about 10 MB
+    schema = Schema.from_dict(
+        {
+            "strict": False,
+            "fields": {"review": {"type": "text"}, "photo": {"type": "image_url"}, "source": {"type": "metadata"}},
+        }
+    )
+    with path.open("rb") as handle:
+        fd = handle.fileno()
+        async with anyio.create_task_group() as tg:
+            scan = background_scan.start_scan(await _run_in(tg), fd, "jsonl", schema, path.stat().st_size)
+            report = await scan.report()
+        here = scan_file(fd, "jsonl", schema, expected_size=path.stat().st_size)
+    assert report.sha256 == "" and here.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert scan.position == path.stat().st_size, "the child reported its progress to the end"
+    report.sha256 = here.sha256
+    assert report == here
+
+
+async def test_stopping_a_background_scan_ends_it_and_says_so() -> None:
+    started = anyio.Event()
+
+    async def endless() -> ScanReport:
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    scan = BackgroundScan()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(scan.run, endless)
+        await started.wait()
+        await scan.stop()
+        assert scan.done
+    with pytest.raises(ScanChildError, match="stopped before it ended"):
+        await scan.report()
