@@ -69,6 +69,9 @@ class ScanGate:
     """What the pre-flight found, once it has passed."""
     refusal: str | None = None
 
+    async def ready(self) -> None:
+        await self.scan.reached(0)
+
     async def pace(self, end: int, last: bool) -> None:
         if last:
             await self._verdict()

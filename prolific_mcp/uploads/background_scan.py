@@ -106,8 +106,11 @@ async def _scan_in_child(
 async def scan_beside(
     fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
 ) -> ScanReport:
-    """The file's scan without its sha256: in a child process, else (it could not run) in a worker thread."""
+    """The file's scan without its sha256: in a child process, else (it could not run) in a worker thread.
+    `progress(0)` says it has its turn (at most CHILD_SCANS scans at once)."""
     async with _child_slots:
+        if progress is not None:
+            progress(0)
         try:
             return await _scan_in_child(fd, fmt, schema, expected_size, progress)
         except ScanChildError as exc:
@@ -125,6 +128,8 @@ class BackgroundScan:
     def __init__(self) -> None:
         self.position = 0
         """Bytes of the file the scan has read (from the start)."""
+        self.started = False
+        """The scan has its turn and is reading (it reported its progress once)."""
         self._done = anyio.Event()
         self._report: ScanReport | None = None
         self._error: BaseException | None = None
@@ -153,12 +158,13 @@ class BackgroundScan:
 
     def advance(self, offset: int) -> None:
         """The scan's progress callback (from the child's reports, or from the worker thread)."""
+        self.started = True
         self.position = max(self.position, offset)
 
     async def reached(self, offset: int) -> None:
-        """Wait until the scan has read `offset` bytes, or has ended."""
+        """Wait until the scan has read `offset` bytes (0: until it has started), or has ended."""
         # Polled: a scan in a worker thread moves `position` from outside the event loop.
-        while self.position < offset and not self._done.is_set():  # noqa: ASYNC110
+        while (self.position < offset or not self.started) and not self._done.is_set():  # noqa: ASYNC110
             await anyio.sleep(PROGRESS_POLL)
 
     async def report(self) -> ScanReport:

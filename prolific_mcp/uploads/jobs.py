@@ -56,6 +56,10 @@ class PreflightRefused(Exception):
 class PreflightGate(Protocol):
     """The pre-flight of a file whose PUT starts before its scan ends (docs/architecture.md, Files and pre-flight)."""
 
+    async def ready(self) -> None:
+        """Awaited before the upload URL is asked for: until the scan is under way (a scan still waiting its turn
+        would leave the PUT's connection idle)."""
+
     async def pace(self, end: int, last: bool) -> None:
         """Awaited before each chunk of the PUT (on every attempt): holds the PUT back while it is too far ahead of
         the scan, and before the last chunk waits for the scan's verdict, raising PreflightRefused if the file must
@@ -435,6 +439,8 @@ class UploadManager:
     async def _put_with_fresh_url(self, job: UploadJob) -> None:
         plan = job.plan
         assert plan.opened is not None
+        if plan.gate is not None:
+            await plan.gate.ready()
         target = await self._request_url(job)
         for attempt in (1, 2):
             row = job.ledger_row

@@ -265,3 +265,29 @@ async def test_stopping_a_background_scan_ends_it_and_says_so() -> None:
         assert scan.done
     with pytest.raises(ScanChildError, match="stopped before it ended"):
         await scan.report()
+
+
+async def test_reached_waits_for_the_scan_to_start_then_for_its_offset() -> None:
+    """`reached(0)` (the upload URL waits on it) holds until the scan has its turn; `reached(n)` until it has read
+    n bytes; both end when the scan ends."""
+    scan = BackgroundScan()
+    passed: list[int] = []
+
+    async def wait_for(offset: int) -> None:
+        await scan.reached(offset)
+        passed.append(offset)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_for, 0)
+            tg.start_soon(wait_for, 8 * 1024 * 1024)
+            await anyio.sleep(0.1)
+            assert passed == [], "nothing passes before the scan starts"
+            scan.advance(0)
+            while passed != [0]:
+                await anyio.sleep(0.01)
+            scan.advance(4 * 1024 * 1024)
+            await anyio.sleep(0.1)
+            assert passed == [0]
+            scan.advance(8 * 1024 * 1024)
+    assert passed == [0, 8 * 1024 * 1024]
