@@ -7,10 +7,10 @@ The order keeps every guarantee of the ledger and of the pre-flight:
    computed (a hash-only pass costs a fraction of the scan);
 2. with the sha256, the ledger is claimed as for any upload: one owner per content and dataset, before any upload
    URL is asked for;
-3. the owner asks for the upload URL and PUTs the file while the scan goes on, never more than SCAN_LEAD bytes
-   ahead of it, and the PUT holds its last chunk until the scan's verdict. A file found certain to fail stops the
-   PUT there: the store never has the whole body, the import receives nothing and stays `uninitialised`, and the
-   call refuses the file with the same reasons as the ordinary pre-flight.
+3. the owner asks for the upload URL and PUTs the file while the scan goes on, never further ahead of it than the
+   scan reads in HOLD_SECONDS, and the PUT holds its last chunk until the scan's verdict. A file found certain to
+   fail stops the PUT there: the store never has the whole body, the import receives nothing and stays
+   `uninitialised`, and the call refuses the file with the same reasons as the ordinary pre-flight.
 
 Only a first upload of a content to a dataset goes this way. When the ledger already knows the content (an
 earlier, a concurrent or an abandoned upload), when another call of this process uploads it, or when the scan has
@@ -39,9 +39,12 @@ from prolific_mcp.uploads.scan import ScanReport, file_sha256
 
 EARLY_PUT_MIN_BYTES: Final = 64 * 1024 * 1024
 """Files from this size on start their PUT before the scan ends (below it the scan takes well under a second)."""
+HOLD_SECONDS: Final = 5.0
 SCAN_LEAD: Final = 32 * 1024 * 1024
-"""The PUT runs at most this far ahead of the scan: the last chunk waits for the scan of this much at most (a store
-drops a connection that sends nothing for long), and a scan slower than the PUT holds it back all along."""
+"""The PUT runs ahead of the scan by at most what the scan reads in HOLD_SECONDS at its rate so far, and at least
+SCAN_LEAD bytes: its last chunk then waits for the verdict about HOLD_SECONDS at most (a store drops a connection
+that sends nothing for long: S3 after about 20 s), and a scan much slower than the PUT holds it back all along.
+Within the lead the PUT goes at its own speed, so the scan (at a lower CPU priority) does not slow it."""
 NOTHING_IMPORTED: Final = (
     "Nothing was imported: the upload was stopped before its last part, so the import it opened received no file "
     "and stays 'uninitialised'."
@@ -70,13 +73,13 @@ class ScanGate:
     refusal: str | None = None
 
     async def ready(self) -> None:
-        await self.scan.reached(0)
+        await self.scan.keep_within(0, seconds=HOLD_SECONDS, minimum=SCAN_LEAD)
 
     async def pace(self, end: int, last: bool) -> None:
         if last:
             await self._verdict()
         elif self.preflight is None:
-            await self.scan.reached(end - SCAN_LEAD)
+            await self.scan.keep_within(end, seconds=HOLD_SECONDS, minimum=SCAN_LEAD)
 
     async def _verdict(self) -> None:
         if self.preflight is not None:

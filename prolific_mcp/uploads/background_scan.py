@@ -19,6 +19,7 @@ import logging
 import pickle
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -119,13 +120,17 @@ async def scan_beside(
 
 
 PROGRESS_POLL: Final = 0.01
-"""How often `reached` looks at the scan's progress again."""
+"""How often a wait on the scan's progress looks at it again."""
+MIN_RATE_SECONDS: Final = 0.2
+"""The scan's rate is judged after it has run this long."""
 
 
 class BackgroundScan:
     """One scan running in a task group; `report()` waits for it, `reached()` for its progress, `stop()` ends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started_at: float | None = None
         self.position = 0
         """Bytes of the file the scan has read (from the start)."""
         self.started = False
@@ -158,13 +163,34 @@ class BackgroundScan:
 
     def advance(self, offset: int) -> None:
         """The scan's progress callback (from the child's reports, or from the worker thread)."""
+        if self._started_at is None:
+            self._started_at = self._clock()
         self.started = True
         self.position = max(self.position, offset)
 
-    async def reached(self, offset: int) -> None:
-        """Wait until the scan has read `offset` bytes (0: until it has started), or has ended."""
+    def rate(self) -> float | None:
+        """Bytes per second the scan has read so far (None until it has run for a moment)."""
+        if self._started_at is None:
+            return None
+        elapsed = self._clock() - self._started_at
+        return self.position / elapsed if elapsed >= MIN_RATE_SECONDS and self.position else None
+
+    def behind(self, end: int, *, seconds: float, minimum: int) -> bool:
+        """Whether a PUT about to send up to `end` would be too far ahead of the scan: more than the scan reads in
+        `seconds` at its rate so far, and more than `minimum` bytes (or the scan has not started)."""
+        if self._done.is_set():
+            return False
+        if not self.started:
+            return True
+        rate = self.rate()
+        lead = max(minimum, int(rate * seconds)) if rate is not None else minimum
+        return end - self.position > lead
+
+    async def keep_within(self, end: int, *, seconds: float, minimum: int) -> None:
+        """Wait while a PUT about to send up to `end` is too far ahead of the scan (see `behind`); `end` 0: until the
+        scan has started. Returns at once when the scan has ended."""
         # Polled: a scan in a worker thread moves `position` from outside the event loop.
-        while (self.position < offset or not self.started) and not self._done.is_set():  # noqa: ASYNC110
+        while self.behind(end, seconds=seconds, minimum=minimum):  # noqa: ASYNC110
             await anyio.sleep(PROGRESS_POLL)
 
     async def report(self) -> ScanReport:

@@ -192,9 +192,10 @@ async def test_a_file_known_to_the_ledger_takes_the_ordinary_path(
 async def test_the_put_never_runs_further_ahead_of_the_scan_than_its_lead(
     data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a lead of 256 KiB, every chunk but the last waits until the scan has read to 256 KiB of its end; the
-    last one waits for the verdict (the scan has ended)."""
+    """With a lead of 256 KiB (and none from the scan's rate), every chunk but the last waits until the scan has
+    read to 256 KiB of its end; the last one waits for the verdict (the scan has ended)."""
     monkeypatch.setattr(early_put, "SCAN_LEAD", 256 * 1024)
+    monkeypatch.setattr(early_put, "HOLD_SECONDS", 0.0)
     seen: list[tuple[int, bool, int, bool]] = []
     real_pace = early_put.ScanGate.pace
 
@@ -267,27 +268,30 @@ async def test_stopping_a_background_scan_ends_it_and_says_so() -> None:
         await scan.report()
 
 
-async def test_reached_waits_for_the_scan_to_start_then_for_its_offset() -> None:
-    """`reached(0)` (the upload URL waits on it) holds until the scan has its turn; `reached(n)` until it has read
-    n bytes; both end when the scan ends."""
-    scan = BackgroundScan()
-    passed: list[int] = []
+async def test_the_put_waits_for_the_scan_to_start_then_keeps_within_its_lead() -> None:
+    """`keep_within(0)` (the upload URL waits on it) holds until the scan has its turn; then a PUT may run ahead by
+    the larger of the minimum and what the scan reads in the given seconds at its rate so far; nothing holds once
+    the scan has ended."""
+    now = [100.0]
+    scan = BackgroundScan(clock=lambda: now[0])
+    mib = 1024 * 1024
+    assert scan.behind(0, seconds=5, minimum=32 * mib), "not started"
+    scan.advance(0)
+    assert not scan.behind(0, seconds=5, minimum=32 * mib)
+    assert not scan.behind(32 * mib, seconds=5, minimum=32 * mib)
+    assert scan.behind(32 * mib + 1, seconds=5, minimum=32 * mib), "no rate yet: the minimum"
+    now[0] += 1.0
+    scan.advance(100 * mib)  # 100 MiB/s: 500 MiB in 5 s
+    assert not scan.behind(600 * mib, seconds=5, minimum=32 * mib)
+    assert scan.behind(600 * mib + 1, seconds=5, minimum=32 * mib)
+    assert not scan.behind(132 * mib, seconds=0, minimum=32 * mib)
+    assert scan.behind(132 * mib + 1, seconds=0, minimum=32 * mib)
 
-    async def wait_for(offset: int) -> None:
-        await scan.reached(offset)
-        passed.append(offset)
+    async def ends() -> ScanReport:
+        return ScanReport(sha256="", size=0, format="jsonl", record_count=0)
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(wait_for, 0)
-            tg.start_soon(wait_for, 8 * 1024 * 1024)
-            await anyio.sleep(0.1)
-            assert passed == [], "nothing passes before the scan starts"
-            scan.advance(0)
-            while passed != [0]:
-                await anyio.sleep(0.01)
-            scan.advance(4 * 1024 * 1024)
-            await anyio.sleep(0.1)
-            assert passed == [0]
-            scan.advance(8 * 1024 * 1024)
-    assert passed == [0, 8 * 1024 * 1024]
+            tg.start_soon(scan.run, ends)
+            await scan.keep_within(10_000 * mib, seconds=0, minimum=0)
+    assert not scan.behind(10_000 * mib, seconds=0, minimum=0), "an ended scan holds nothing"
