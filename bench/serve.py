@@ -1,11 +1,12 @@
 """The MCP server in a process of its own, for the upload benchmarks: streamable HTTP on a loopback port, in
 sandbox mode, pointed at a sandbox that is already running (so the sandbox's memory and CPU are not the server's).
 
-    python -m bench.serve --sandbox-url URL --allow-dir DIR --state-dir DIR [--max-uploads N]
+    python -m bench.serve --sandbox-url URL --allow-dir DIR --state-dir DIR [--max-uploads N] [--preflight-first]
 
 It is the server as `prolific-datasets-mcp --http` runs it (`build_server` and the guarded `http_app`), with
 `sandbox_url` instead of a sandbox child and no bearer token (loopback only). Prints `ready <url>` once it
-accepts connections, then serves until its standard input closes.
+accepts connections, then serves until its standard input closes. With `--preflight-first`, every file's whole
+pre-flight scan runs before its PUT (as for files under 64 MiB), so that goal 1 measures the PUT alone.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 import anyio
 import uvicorn
 
+from prolific_mcp.operations import early_put
 from prolific_mcp.server.app import build_server
 from prolific_mcp.server.http import HttpOptions, http_app
 from prolific_mcp.settings import load_settings
@@ -31,7 +33,10 @@ def main() -> int:
     parser.add_argument("--allow-dir", required=True)
     parser.add_argument("--state-dir", required=True)
     parser.add_argument("--max-uploads", type=int, default=4)
+    parser.add_argument("--preflight-first", action="store_true")
     args = parser.parse_args()
+    if args.preflight_first:
+        early_put.EARLY_PUT_MIN_BYTES = 1 << 62  # type: ignore[misc]
     settings = load_settings(
         {
             "PROLIFIC_MODE": "sandbox",
