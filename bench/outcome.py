@@ -215,11 +215,13 @@ def run(small: Path, large: Path, rounds: int, lengths: tuple[float, ...], seeds
         met,
         [
             f"Median of {rounds} alternating runs per file (the ratio: the median of each run's pair). The earlier "
-            "code: the same server with the polling schedule and the scan's inline hash of before this round "
-            "(bench/baseline.py), in the same runs, against the same floor. The floor: "
-            "the upload URL, `curl -T`, the import polled every 50 ms. Pre-flight: call → the first 'asking for an "
-            "upload URL' notification (the dataset read and the scan). Watch: PUT end → the terminal status (the "
-            "sandbox's timestamp). Lag: terminal status → the call's result.",
+            "code: the same server with the polling schedule, the scan's inline hash and the whole scan before the "
+            "PUT of before this issue's changes (bench/baseline.py), in the same runs, against the same floor. The "
+            "floor: the upload URL, `curl -T`, the import polled every 50 ms. Pre-flight: call → the first 'asking "
+            "for an upload URL' notification (the dataset read and the scan; for a file of 64 MiB or more, its hash "
+            "alone: its scan runs beside the PUT, which holds its last chunk for the verdict, so the PUT column "
+            "includes what the scan adds). Watch: PUT end → the terminal status (the sandbox's timestamp). Lag: "
+            "terminal status → the call's result.",
             "",
             "| File | floor | upload_file, earlier code (ratio) | upload_file | ratio | pre-flight (earlier → now) | "
             "PUT (upload_file / curl) | PUT end → terminal (upload_file / floor) | terminal → result (earlier → "
