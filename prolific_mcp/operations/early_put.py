@@ -128,7 +128,7 @@ async def start_early(
         claim = await _first_claim(deps, key, scan, filename=filename, local_path=str(opened.path), fmt=fmt)
         if claim is None:
             report = await scan.report()
-            report.sha256 = sha256
+            report.sha256, report.size = sha256, opened.size  # (a scan that failed early stops reading)
             return report
         gate = ScanGate(deps, scan, sha256, dataset, display, path, claim.row.id)
         plan = UploadPlan(

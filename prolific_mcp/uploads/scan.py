@@ -204,9 +204,10 @@ def _scan(
             grouper.add(problem[0], problem[1], rec.index, rec.line)
     except FileFailure as exc:
         failure = exc.reason
-    while stream.read(READ_CHUNK):
+    stopped_early = failure is not None and raw.digest is None  # nothing to hash: the rest need not be read
+    while not stopped_early and stream.read(READ_CHUNK):
         pass
-    if expected_size is not None and raw.hashed != expected_size:
+    if expected_size is not None and raw.hashed != expected_size and not stopped_early:
         failure = "the file changed while it was being read: try again once it is stable"
     if failure is None and count and not parsed and first_unreadable is not None:
         failure = unreadable_file(fmt, count, *first_unreadable)

@@ -250,6 +250,25 @@ async def test_a_background_scan_reports_what_a_scan_in_this_process_finds(tmp_p
     assert report == here
 
 
+def test_a_scan_without_a_hash_stops_reading_at_a_failure_of_the_whole_file(tmp_path: Path) -> None:
+    """A binary file is refused from its first bytes: a scan that hashes reads on to the end (for the sha256), one
+    without a hash stops there, so the scan beside a large file's hash ends first and the file is refused before
+    any upload URL (the ordinary path)."""
+    from prolific_mcp.uploads.scan import scan_file
+
+    path = tmp_path / "image.jsonl"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(8 * 1024 * 1024))
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        read: list[int] = []
+        quick = scan_file(handle.fileno(), "jsonl", None, expected_size=size, digest=False, on_read=read.append)
+        whole = scan_file(handle.fileno(), "jsonl", None, expected_size=size)
+    assert quick.failure is not None and quick.failure == whole.failure
+    assert "PNG" in quick.failure or "binary" in quick.failure, quick.failure
+    assert max(read) < size, "the scan without a hash stopped early"
+    assert whole.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() and whole.size == size
+
+
 async def test_stopping_a_background_scan_ends_it_and_says_so() -> None:
     started = anyio.Event()
 
