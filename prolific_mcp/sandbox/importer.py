@@ -108,14 +108,17 @@ def store_records(
     if not data:
         return 0
     c.execute("SAVEPOINT store_records")
+    # In key order, the inserts walk the identity index's pages once per chunk instead of at random (about a tenth
+    # of the import's time); how many were new does not depend on the order, and duplicates are redone in order.
+    ordered = sorted(identities)
     if traffic is None:
-        inserted: int = c.executemany(INSERT_IDENTITY, identities).rowcount
+        inserted: int = c.executemany(INSERT_IDENTITY, ordered).rowcount
     else:
         inserted = 0
-        for at in range(0, len(identities), IDENTITY_STEP):
+        for at in range(0, len(ordered), IDENTITY_STEP):
             if traffic.in_flight:
                 traffic.step_aside()
-            inserted += c.executemany(INSERT_IDENTITY, identities[at : at + IDENTITY_STEP]).rowcount
+            inserted += c.executemany(INSERT_IDENTITY, ordered[at : at + IDENTITY_STEP]).rowcount
     if inserted == len(identities):
         kept = data
     else:
