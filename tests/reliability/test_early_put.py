@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.types import CallToolResult
 
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.models import UploadTarget
@@ -87,16 +88,21 @@ def _ledger(settings: Settings) -> list[tuple[Any, ...]]:
         db.close()
 
 
+async def _upload_once(settings: Settings, sandbox: Sandbox, name: str, filename: str) -> CallToolResult:
+    """One `upload_file` of `filename` to a new dataset `name`, through an in-memory client; it must succeed."""
+    server = build_server(settings, sandbox_url=sandbox.url)
+    with anyio.fail_after(90):
+        async with Client(server) as client:
+            dataset_id = await api_dataset(sandbox, name, token=TOKEN)
+            return await ok(client, "upload_file", {"dataset_id": dataset_id, "path": filename})
+
+
 async def test_a_large_file_is_put_beside_its_scan_and_the_result_has_the_preflight(
     data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy
 ) -> None:
     path = write_jsonl(data_dir / "big.jsonl", records(COUNT, bad={7: {"photo": "not a url"}}))
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    server = build_server(settings, sandbox_url=sandbox.url)
-    with anyio.fail_after(90):
-        async with Client(server) as client:
-            dataset_id = await api_dataset(sandbox, "early", token=TOKEN)
-            result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "big.jsonl"})
+    result = await _upload_once(settings, sandbox, "early", "big.jsonl")
     data = result.structured_content or {}
     assert (data["status"], data["accepted_count"], data["rejected_count"]) == ("partial", COUNT - 1, 1)
     assert data["record_count"] == COUNT
@@ -164,11 +170,7 @@ async def test_the_scan_runs_in_a_thread_when_no_child_process_can(
 
     monkeypatch.setattr(background_scan, "_scan_in_child", no_child)
     write_jsonl(data_dir / "thread.jsonl", records(COUNT))
-    server = build_server(settings, sandbox_url=sandbox.url)
-    with anyio.fail_after(90):
-        async with Client(server) as client:
-            dataset_id = await api_dataset(sandbox, "thread", token=TOKEN)
-            result = await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "thread.jsonl"})
+    result = await _upload_once(settings, sandbox, "thread", "thread.jsonl")
     data = result.structured_content or {}
     assert (data["status"], data["accepted_count"], data["preflight"]["record_count"]) == ("complete", COUNT, COUNT)
 
@@ -205,11 +207,7 @@ async def test_the_put_never_runs_further_ahead_of_the_scan_than_its_lead(
 
     monkeypatch.setattr(early_put.ScanGate, "pace", pace)
     path = write_jsonl(data_dir / "paced.jsonl", records(COUNT))
-    server = build_server(settings, sandbox_url=sandbox.url)
-    with anyio.fail_after(90):
-        async with Client(server) as client:
-            dataset_id = await api_dataset(sandbox, "paced", token=TOKEN)
-            await ok(client, "upload_file", {"dataset_id": dataset_id, "path": "paced.jsonl"})
+    await _upload_once(settings, sandbox, "paced", "paced.jsonl")
     assert len(seen) >= 2 and seen[-1][:2] == (path.stat().st_size, True) and seen[-1][3]
     for end, last, position, done in seen[:-1]:
         assert not last and (done or position >= end - 256 * 1024), (end, position)
