@@ -54,10 +54,12 @@ class Spy:
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
-    """Early PUTs from 1 MiB; every background scan waits for a PUT to start before it scans (at most 30 s)."""
+    """Early PUTs from 1 MiB; every background scan, once started, waits for a PUT to start before it reads (at
+    most 30 s), outside the child-process slots so that no scan waiting here keeps the owner's scan from its turn."""
     spy = Spy()
     monkeypatch.setattr(early_put, "EARLY_PUT_MIN_BYTES", 1024 * 1024)
     real_put = ProlificClient.put_file
+    real_scan = background_scan.scan_beside
     real_child = background_scan._scan_in_child
 
     async def put_file(self: ProlificClient, target: UploadTarget, source: Any, **kwargs: Any) -> Any:
@@ -65,17 +67,25 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         spy.put_started.set()
         return await real_put(self, target, source, **kwargs)
 
+    async def scan_beside(
+        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+    ) -> ScanReport:
+        if progress is not None:
+            progress(0)  # under way: the upload URL may be asked for
+        with anyio.move_on_after(30):
+            await spy.put_started.wait()
+        return await real_scan(fd, fmt, schema, size, progress)
+
     async def scan_in_child(
         fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
     ) -> ScanReport:
-        with anyio.move_on_after(30):
-            await spy.put_started.wait()
         report = await real_child(fd, fmt, schema, size, progress)
         spy.scans_in_child += 1
         spy.scans_ended += 1
         return report
 
     monkeypatch.setattr(ProlificClient, "put_file", put_file)
+    monkeypatch.setattr(background_scan, "scan_beside", scan_beside)
     monkeypatch.setattr(background_scan, "_scan_in_child", scan_in_child)
     return spy
 
