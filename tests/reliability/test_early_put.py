@@ -32,6 +32,7 @@ from prolific_mcp.uploads import background_scan
 from prolific_mcp.uploads.background_scan import BackgroundScan, Progress, ScanChildError
 from prolific_mcp.uploads.scan import ScanReport
 from tests.reliability.conftest import api_dataset
+from tests.reliability.test_processes import wait_for
 from tests.reliability.test_races import _imports, _race
 from tests.server.conftest import call, ok, records, text_of, write_jsonl
 
@@ -143,7 +144,7 @@ async def test_a_file_certain_to_fail_stops_its_put_before_the_end_and_imports_n
             assert "Nothing was imported: the upload was stopped before its last part" in text
             ((import_id, status),) = _imports(sandbox, dataset_id)
             assert status == "uninitialised"
-            (put,) = sandbox.requests.for_server("s3")
+            (put,) = await wait_for(lambda: sandbox.requests.for_server("s3"), "the store's record of the PUT")
             assert put.body_size < path.stat().st_size, "the last chunk was never sent"
             assert [r[:2] for r in _ledger(settings)] == [(import_id, "cancelled")]
             again = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "wrong.jsonl"})

@@ -166,7 +166,8 @@ async def test_a_file_rewritten_at_the_same_size_during_the_put_is_not_imported(
             assert "edited in place" in text
             (first,) = _imports(sandbox, dataset_id)
             assert first[1] == "uninitialised", "the store never got the whole edited file"
-            assert [p.body_size < len(original) for p in sandbox.requests.for_server("s3")] == [True]
+            puts = await wait_for(lambda: sandbox.requests.for_server("s3"), "the store's record of the PUT")
+            assert [p.body_size < len(original) for p in puts] == [True]
             ledger = sqlite3.connect(settings.state_dir / "sandbox" / "ledger.sqlite3")
             states = ledger.execute("SELECT import_id, state FROM uploads").fetchall()
             ledger.close()

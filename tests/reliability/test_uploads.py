@@ -29,6 +29,7 @@ from prolific_mcp.server.http import HttpOptions
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads.jobs import UploadManager
 from prolific_mcp.uploads.ledger import Ledger
+from tests.reliability.test_processes import wait_for
 from tests.server.conftest import SCHEMA_FIELDS, SCHEMA_MAP, call, make_settings, ok, records, text_of, write_jsonl
 from tests.server.test_transports import _serve
 
@@ -108,7 +109,8 @@ async def test_a_file_that_changes_during_the_put(
             dataset_id = await _dataset(client)
             result = await call(client, "upload_file", {"dataset_id": dataset_id, "path": "big.jsonl"})
             assert changed, "the hook must have run during the PUT"
-            puts = sandbox.requests.for_server("s3")
+            # The store logs a PUT once it has seen the connection end, which may come after the call's answer.
+            puts = await wait_for(lambda: sandbox.requests.for_server("s3"), "the store's record of the PUT")
             rows = _ledger(settings).uploads_in_state("sandbox", "url_issued", "uploading", "uploaded", "orphaned")
             if change == "replace":
                 assert not result.is_error, text_of(result)
