@@ -3,7 +3,8 @@
 Every record decision goes through `prolific_mcp.records` (the same rules as the client's pre-flight):
 `iter_records` reads the file streaming, `RecordValidator` accepts or rejects each record (the first problem,
 in schema field order), and a record's identity for duplicate detection is `record_digest` of its normalised
-form (computed here from the same canonical bytes that are stored; a test pins the two together).
+form (computed here from the same canonical bytes that are stored; a test pins the two together), kept in the
+dataset's index by `identities`.
 
 Imports run in a worker thread with their own SQLite connection and commit in chunks. Each commit stores the
 chunk's new datapoints (one segment) together with the import's progress counters, so an import interrupted by
@@ -44,6 +45,7 @@ from prolific_mcp.records import (
 )
 from prolific_mcp.records.formats import exact_loads
 from prolific_mcp.records.rules import canonical_bytes, checker_for, exact_keys_of
+from prolific_mcp.sandbox import identities
 from prolific_mcp.sandbox.config import MAX_APPEND_RECORDS, MAX_ERRORS, Pace
 from prolific_mcp.sandbox.rows import JobError, StoredUpload
 from prolific_mcp.sandbox.store import Db, Store
@@ -51,11 +53,8 @@ from prolific_mcp.sandbox.traffic import ApiTraffic
 
 log = logging.getLogger("prolific_mcp.sandbox.importer")
 
-INSERT_IDENTITY: Final = "INSERT OR IGNORE INTO identities (dataset_pk, digest) VALUES (?, ?)"
 INSERT_SEGMENT: Final = "INSERT INTO segments (dataset_pk, count, data) VALUES (?, ?, ?)"
 INSERT_ERROR: Final = "INSERT INTO job_errors (job_id, n, record_index, field, reason) VALUES (?, ?, ?, ?, ?)"
-IDENTITY_STEP: Final = 1000
-"""An import inserts its identities this many at a time, stepping aside for the API's requests in between."""
 SEGMENT_BYTES: Final = 8 * 1024 * 1024
 """A chunk is committed once its new datapoints reach this size, whatever the record count."""
 COMMIT_SECONDS: Final = 0.5
@@ -76,7 +75,7 @@ _SORT_KEYS: Final = orjson.OPT_SORT_KEYS
 def canonical(normalised: dict[str, object]) -> tuple[bytes, bytes]:
     """(stored bytes, identity digest) of a normalised record; the digest equals `record_digest(normalised)`."""
     data = canonical_bytes(normalised)  # integers beyond 64 bits stay exact
-    return data, hashlib.blake2b(data, digest_size=16).digest()
+    return data, identities.line_digest(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,43 +93,37 @@ class AppendError(Exception):
 def store_records(
     c: sqlite3.Connection,
     dataset_pk: int,
-    identities: list[tuple[int, bytes]],
+    digests: list[bytes],
     data: list[bytes],
     traffic: ApiTraffic | None = None,
 ) -> int:
     """Store the records that are new to the dataset, in order, as one segment; returns how many were new.
 
-    `identities[i]` is (dataset_pk, digest) of `data[i]`. A record whose digest the dataset already has
-    (including earlier in the same list) is a duplicate: counted by the caller, not stored. Call inside a
-    transaction. With `traffic` (an import's worker), the identities go in IDENTITY_STEP at a time and the worker
-    steps aside between them while the API has requests in flight (each row's insert takes and gives back the GIL).
+    `digests[i]` is the identity of `data[i]`. A record the dataset already has (or that equals an earlier one of
+    the list) is a duplicate: counted by the caller, not stored. Call inside a transaction. With `traffic` (an
+    import's worker), the worker steps aside for the API's requests while it indexes the records.
     """
     if not data:
         return 0
     c.execute("SAVEPOINT store_records")
-    # In key order, the inserts walk the identity index's pages once per chunk instead of at random (about a tenth
-    # of the import's time); how many were new does not depend on the order, and duplicates are redone in order.
-    ordered = sorted(identities)
-    if traffic is None:
-        inserted: int = c.executemany(INSERT_IDENTITY, ordered).rowcount
-    else:
-        inserted = 0
-        for at in range(0, len(ordered), IDENTITY_STEP):
-            if traffic.in_flight:
-                traffic.step_aside()
-            inserted += c.executemany(INSERT_IDENTITY, ordered[at : at + IDENTITY_STEP]).rowcount
-    if inserted == len(identities):
-        kept = data
-    else:
-        # Some are duplicates: redo one by one to learn which (only chunks with duplicates pay for this).
-        c.execute("ROLLBACK TO store_records")
-        kept = [
-            line for ident, line in zip(identities, data, strict=True) if c.execute(INSERT_IDENTITY, ident).rowcount
-        ]
-    c.execute("RELEASE store_records")
+    segment = _insert_segment(c, dataset_pk, data)
+    if identities.add_if_all_new(c, dataset_pk, segment, digests, traffic):
+        c.execute("RELEASE store_records")
+        return len(data)
+    # Some key was taken: learn exactly which records are new (only chunks with a duplicate pay for this).
+    c.execute("ROLLBACK TO store_records")
+    verdict = identities.sort_out(c, dataset_pk, digests)
+    kept = [line for line, new in zip(data, verdict.new, strict=True) if new]
     if kept:
-        c.execute(INSERT_SEGMENT, (dataset_pk, len(kept), b"\n".join(kept)))
+        identities.index(c, dataset_pk, _insert_segment(c, dataset_pk, kept), verdict)
+    c.execute("RELEASE store_records")
     return len(kept)
+
+
+def _insert_segment(c: sqlite3.Connection, dataset_pk: int, data: list[bytes]) -> int:
+    segment = c.execute(INSERT_SEGMENT, (dataset_pk, len(data), b"\n".join(data))).lastrowid
+    assert segment is not None
+    return segment
 
 
 def in_background() -> None:
@@ -201,7 +194,7 @@ class _ImportRun:
         self.rate = pace.records_per_second
         self.chunk = max(1, chunk)
         self.stop = stop
-        self.identities: list[tuple[int, bytes]] = []
+        self.digests: list[bytes] = []
         self.data: list[bytes] = []
         self.errors: list[tuple[str, int, int, str | None, str]] = []
         self.accepted = up.accepted_seen
@@ -241,11 +234,10 @@ class _ImportRun:
 
     def _consume(self, records: Iterator[RawRecord]) -> WorkResult:
         skip = self.up.processed_offset
-        ds_pk = self.up.dataset_pk
         check = self.validator.check
         dumps = orjson.dumps
         blake2b = hashlib.blake2b
-        identities_append = self.identities.append
+        digests_append = self.digests.append
         data_append = self.data.append
         step = self.chunk
         traffic = self.traffic
@@ -274,7 +266,7 @@ class _ImportRun:
                     except TypeError:  # an integer beyond 64 bits: written exactly
                         assert normalised is not None
                         line = canonical_bytes(normalised)
-                    identities_append((ds_pk, blake2b(line, digest_size=16).digest()))
+                    digests_append(blake2b(line, digest_size=16).digest())  # `identities.line_digest`, inlined
                     data_append(line)
                     pending_bytes += len(line)
                 else:
@@ -302,14 +294,14 @@ class _ImportRun:
         if self.tx_started is None:
             c.execute("BEGIN IMMEDIATE")
             self.tx_started = time.monotonic()
-        written = store_records(c, self.up.dataset_pk, self.identities, self.data, self.traffic)
+        written = store_records(c, self.up.dataset_pk, self.digests, self.data, self.traffic)
         if self.errors:
             c.executemany(INSERT_ERROR, self.errors)
         self.accepted += len(self.data)
         self.written += written
         self.uncommitted_written += written
         self.duplicates += len(self.data) - written
-        self.identities.clear()
+        self.digests.clear()
         self.data.clear()
         self.errors.clear()
 
@@ -439,14 +431,14 @@ def run_migration(
         reprocessed, failed, error_count = job.reprocessed_count, job.failed_count, job.error_count
         if progress == 0:
             with db.transaction() as c:
-                c.execute("DELETE FROM identities WHERE dataset_pk = ?", (ds_pk,))
+                identities.forget(c, ds_pk)
         while True:
             row = db.conn.execute(
                 "SELECT id, data FROM segments WHERE dataset_pk = ? AND id > ? ORDER BY id LIMIT 1", (ds_pk, progress)
             ).fetchone()
             if row is None:
                 return WorkResult()
-            identities: list[tuple[int, bytes]] = []
+            digests: list[bytes] = []
             lines: list[bytes] = []
             errors: list[tuple[str, int, int, str | None, str]] = []
             for raw in bytes(row["data"]).split(b"\n"):
@@ -470,14 +462,14 @@ def run_migration(
                     normalised[key] = value
                 line, digest = canonical(normalised)
                 lines.append(line)
-                identities.append((ds_pk, digest))
+                digests.append(digest)
                 position += 1
                 reprocessed += 1
                 failed += nulled
             progress = row["id"]
             with db.transaction() as c:
-                c.executemany(INSERT_IDENTITY, identities)
                 c.execute("UPDATE segments SET data = ? WHERE id = ?", (b"\n".join(lines), progress))
+                identities.index_segment(c, ds_pk, progress, digests, traffic)
                 if errors:
                     c.executemany(INSERT_ERROR, errors)
                 c.execute(
@@ -500,7 +492,7 @@ def append_records(db: Db, dataset_pk: int, body: bytes, rules: RecordRules) -> 
         records = _take_records(io.BytesIO(body))
     except FileFailure as exc:
         raise AppendError(f"the body is not JSON Lines records: {exc.reason}") from None
-    identities: list[tuple[int, bytes]] = []
+    digests: list[bytes] = []
     lines: list[bytes] = []
     errors: list[JobError] = []
     rejected = 0
@@ -513,14 +505,14 @@ def append_records(db: Db, dataset_pk: int, body: bytes, rules: RecordRules) -> 
                 assert normalised is not None
                 line, digest = canonical(normalised)
                 lines.append(line)
-                identities.append((dataset_pk, digest))
+                digests.append(digest)
                 continue
             problem = found
         rejected += 1
         if len(errors) < MAX_ERRORS:
             errors.append(JobError(rec.index, problem[0], problem[1]))
     with db.transaction() as c:
-        written = store_records(c, dataset_pk, identities, lines)
+        written = store_records(c, dataset_pk, digests, lines)
         if written:
             c.execute("UPDATE datasets SET total = total + ? WHERE pk = ?", (written, dataset_pk))
     return {

@@ -89,7 +89,10 @@ CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY, dataset_pk INTEGER NOT NULL, count INTEGER NOT NULL, data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS segments_by_dataset ON segments (dataset_pk, id);
-CREATE TABLE IF NOT EXISTS identities (
+CREATE TABLE IF NOT EXISTS record_keys (
+    dataset_pk INTEGER NOT NULL, key INTEGER NOT NULL, segment INTEGER NOT NULL, PRIMARY KEY (dataset_pk, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record_key_collisions (
     dataset_pk INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (dataset_pk, digest)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (

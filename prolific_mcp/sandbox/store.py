@@ -5,8 +5,8 @@ import jobs with their committed progress, migrations, datapoints, batches, and 
 
 Datapoints are stored in `segments`: one row per committed chunk, holding the chunk's records in order as
 canonical JSON lines (the dataset's order is segment id, then line). Duplicate detection (docs/prolific-api.md) uses
-`identities`, a digest-only uniqueness index: one 16-byte digest per distinct record of a V4 dataset. This keeps
-the per-record cost of an import to one index insert.
+`record_keys`, one small integer entry per distinct record of a V4 dataset (`identities.py`), so that the per-record
+cost of an import stays one index insert.
 
 `Db` wraps one connection and is used by one thread. `Store` owns the connection of the "db thread" that request
 handlers use (one worker thread, so handlers never block the event loop on SQLite); import workers open their
@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from prolific_mcp.sandbox import identities
 from prolific_mcp.sandbox.clock import Clock
 from prolific_mcp.sandbox.rows import (
     SCHEMA_SQL,
@@ -110,10 +111,15 @@ class Db:
 
         The first workspace (the default) has typed datasets; the second has not, so a dataset created there is V3
         (docs/prolific-api.md, What Prolific's CLI and OpenAPI add: 6). A state folder from before the second
-        workspace existed gets it on its next start.
+        workspace existed gets it on its next start. One from before `record_keys` has its V4 datasets indexed
+        afresh from their stored records, and the 16-byte `identities` index that `record_keys` replaces dropped.
         """
         self.conn.executescript(SCHEMA_SQL)
         with self.transaction() as c:
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'identities'").fetchone():
+                for (dataset_pk,) in c.execute("SELECT pk FROM datasets WHERE version = 4").fetchall():
+                    identities.rebuild(c, dataset_pk)
+                c.execute("DROP TABLE identities")
             columns = {row[1] for row in c.execute("PRAGMA table_info(workspaces)")}
             if "typed" not in columns:
                 c.execute("ALTER TABLE workspaces ADD COLUMN typed INTEGER NOT NULL DEFAULT 1")
