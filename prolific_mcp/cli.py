@@ -76,7 +76,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from prolific_mcp.logs import configure_logging
     from prolific_mcp.server.app import build_server, build_unconfigured_server
-    from prolific_mcp.server.http import HttpOptions, serve_http
     from prolific_mcp.settings import ConfigurationError, load_settings
 
     configure_logging()  # before the server is built: the SDK then leaves the root logger alone
@@ -97,6 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
         mcp = build_server(settings, on_stopped=stopped.set)
     print(start_line(settings, args), file=sys.stderr, flush=True)
     if args.http:
+        from prolific_mcp.server.http import HttpOptions, serve_http  # uvicorn: only for HTTP (start-up, goal 4)
+
         token = settings.http_token.get_secret_value() if settings and settings.http_token else None
         options = HttpOptions(args.host, args.port, token, args.no_auth, tuple(args.allowed_host))
         try:
