@@ -13,8 +13,9 @@ import ipaddress
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 from urllib.parse import parse_qsl
 
 import anyio
@@ -328,17 +329,26 @@ def _transport_failure(exc: httpx2.HTTPError, target: UploadTarget) -> AttemptFa
 # --- reading the file --------------------------------------------------------------------------------------------
 
 
+class _Hash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
 class _Reader:
     """Positional reads from a path (opened here, closed at the end), a descriptor or a file object.
 
     A descriptor (or a file object with one) is read with `os.pread`, so its offset is not moved and the
     file is never reopened by path; a file object without one is read with seek + read.
+
+    Reads run in the reader's own thread, one at a time and in the order asked, so that the next chunk is read
+    (and hashed) while the current one is sent: the PUT then takes as long as the slower of the two, not their sum
+    (docs/performance.md, goal 1). `close` waits for a read in flight before it closes the file.
     """
 
     def __init__(self, fd: int | None, fileobj: BinaryIO | None, owned: bool) -> None:
         self._fd = fd
         self._fileobj = fileobj
         self._owned = owned
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="put-reader")
 
     @classmethod
     async def open(cls, source: FileSource) -> _Reader:
@@ -379,16 +389,32 @@ class _Reader:
             count -= len(chunk)
         return b"".join(parts)
 
-    async def read_at(self, offset: int, count: int) -> bytes:
+    def _read_hashed(self, offset: int, count: int, digest: _Hash | None, hashed: int) -> bytes:
+        chunk = self._read_at(offset, count)
+        if digest is not None:
+            digest.update(chunk[:hashed])
+        return chunk
+
+    def start_read(self, offset: int, count: int, digest: _Hash | None = None, hashed: int = 0) -> Future[bytes]:
+        """Begin reading `count` bytes at `offset` (and hashing the first `hashed` of them into `digest`, after
+        every read begun before it)."""
+        return self._thread.submit(self._read_hashed, offset, count, digest, hashed)
+
+    async def result(self, read: Future[bytes]) -> bytes:
+        """The bytes of a read begun with `start_read`."""
         try:
-            return await anyio.to_thread.run_sync(self._read_at, offset, count)
+            return await anyio.to_thread.run_sync(read.result)
         except OSError as exc:
             raise UploadError(
                 f"the file could not be read during the upload ({exc.strerror or type(exc).__name__}); nothing "
                 "was imported. Check the file and upload it again"
             ) from None
 
+    async def read_at(self, offset: int, count: int) -> bytes:
+        return await self.result(self.start_read(offset, count))
+
     def close(self) -> None:
+        self._thread.shutdown(wait=True, cancel_futures=True)  # no read may be left on a closed descriptor
         if self._owned and self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -421,26 +447,32 @@ async def _body(
 ) -> AsyncIterator[bytes]:
     """Yield the file's `size` bytes, hashing them as they go; raise FileChangedError before the last byte if the
     file is shorter or longer, and FileEditedError if the bytes sent do not hash to `expected_sha256` (the file
-    was edited in place at the same size). `pace` is awaited before each chunk goes out (see Pacer)."""
-    digest = hashlib.sha256()
-    offset = 0
+    was edited in place at the same size). `pace` is awaited before each chunk goes out (see Pacer). The next
+    chunk is read, and hashed, while this one is sent."""
+    digest = hashlib.sha256() if expected_sha256 is not None else None
     if size == 0 and await reader.read_at(0, 1):
         raise FileChangedError(0, 1, grew=True)
-    while offset < size:
+
+    def start(offset: int) -> Future[bytes]:
         want = min(chunk_size, size - offset)
-        last = offset + want >= size
         # The last read asks for one byte more: a file that grew is caught before its final chunk goes out,
         # so the server never receives a complete body.
-        chunk = await reader.read_at(offset, want + 1 if last else want)
+        return reader.start_read(offset, want + 1 if offset + want >= size else want, digest, want)
+
+    offset = 0
+    ahead = start(0) if size > 0 else None
+    while ahead is not None:
+        want = min(chunk_size, size - offset)
+        last = offset + want >= size
+        chunk = await reader.result(ahead)
+        ahead = None if last else start(offset + want)
         if len(chunk) > want:
             raise FileChangedError(size, offset + len(chunk), grew=True)
         if len(chunk) < want:
             raise FileChangedError(size, offset + len(chunk), grew=False)
-        if expected_sha256 is not None:
-            digest.update(chunk)
-            # Checked before the final chunk goes out, so an edited file never reaches the store whole.
-            if last and digest.hexdigest() != expected_sha256:
-                raise FileEditedError(size)
+        # Checked before the final chunk goes out, so an edited file never reaches the store whole.
+        if last and digest is not None and digest.hexdigest() != expected_sha256:
+            raise FileEditedError(size)
         if pace is not None:
             await pace(offset + want, last)
         offset += want
