@@ -68,7 +68,7 @@ def add_if_all_new(
     for at in range(0, len(keys), KEY_STEP):
         if traffic is not None and traffic.in_flight:
             traffic.step_aside()
-        added += c.execute(INSERT_KEYS, (dataset_pk, segment, orjson.dumps(keys[at : at + KEY_STEP]))).rowcount
+        added += c.execute(INSERT_KEYS, (dataset_pk, segment, _json(keys[at : at + KEY_STEP]))).rowcount
     return added == len(keys)
 
 
@@ -87,7 +87,7 @@ class Verdict:
 def sort_out(c: sqlite3.Connection, dataset_pk: int, digests: Sequence[bytes]) -> Verdict:
     """Decide exactly which of `digests` are new to the dataset (and to the records before them in the list)."""
     keys = keys_of(digests)
-    taken: dict[int, int] = dict(c.execute(SELECT_TAKEN, (dataset_pk, orjson.dumps(sorted(set(keys))))).fetchall())
+    taken: dict[int, int] = dict(c.execute(SELECT_TAKEN, (dataset_pk, _json(sorted(set(keys))))).fetchall())
     stored = _SegmentDigests(c)
     verdict = Verdict(new=[])
     first_keys: set[int] = set()  # keys first taken by a new record of this list
@@ -116,7 +116,7 @@ def index(c: sqlite3.Connection, dataset_pk: int, segment: int, verdict: Verdict
     """Index the new records of `verdict`, stored in `segment`."""
     keys = sorted(verdict.keys)
     for at in range(0, len(keys), KEY_STEP):
-        c.execute(INSERT_KEYS, (dataset_pk, segment, orjson.dumps(keys[at : at + KEY_STEP])))
+        c.execute(INSERT_KEYS, (dataset_pk, segment, _json(keys[at : at + KEY_STEP])))
     if verdict.collisions:
         c.executemany(INSERT_COLLISION, [(dataset_pk, digest) for digest in verdict.collisions])
 
@@ -150,6 +150,11 @@ def rebuild(c: sqlite3.Connection, dataset_pk: int) -> None:
     for segment in segments:
         (data,) = c.execute("SELECT data FROM segments WHERE id = ?", (segment,)).fetchone()
         index_segment(c, dataset_pk, segment, [line_digest(line) for line in bytes(data).split(b"\n")])
+
+
+def _json(keys: list[int]) -> str:
+    """A JSON array of keys, as text: SQLite 3.45 and later read a BLOB given to `json_each` as its binary JSONB."""
+    return orjson.dumps(keys).decode()
 
 
 def _is_collision(c: sqlite3.Connection, dataset_pk: int, digest: bytes) -> bool:
