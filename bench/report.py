@@ -55,15 +55,32 @@ CHANGES = """\
     (each about 1.1× the old index, from the larger entries); the segments as files outside SQLite (their writes
     were not where the time went).
 - **Goal 1: the next chunk is read and hashed while the current one is sent** (`api/s3.py`). The full run of
-  this round read the 1 GiB PUT at 0.75× curl, though nothing of the upload had changed. The reason: the PUT hashed
-  each chunk (to catch a file edited during its upload) on the event loop, between reading it and sending it, and
-  none of the three overlapped. Now the reader's own thread reads and hashes chunk N+1 while chunk N goes out.
+  this round read the 1 GiB PUT at 0.75× curl, though nothing of the upload had changed. One cost found on the way:
+  the PUT hashed each chunk (to catch a file edited during its upload) on the event loop, between reading it and
+  sending it, and none of the three overlapped. Now the reader's own thread reads and hashes chunk N+1 while chunk N goes out.
   `ProlificClient.put_file` of the 1 GiB file to the store-only sandbox, two runs each: 190 / 172 MB/s (2.0 /
   2.2 s of the sender's CPU) before, 254 / 249 MB/s (1.7 s) after, and 260 / 271 MB/s without any hash. A test
-  checks that the next read has begun before a chunk goes out.
+  checks that the next read has begun before a chunk goes out. In the benchmark's own setting this did not lift
+  goal 1 (see below).
 - **Goal 4: the HTTP transport is imported only to serve HTTP** (`cli.py`), a few ms off every stdio start.
   What start-up costs beyond the minimal server, measured in-process: about 110 ms of imports (mostly pydantic
   building the wire and result models) and 60 ms of the SDK building the ten tools' schemas.
+- **Goals 1 and 9 read under their goals in the run above; this round left them open.**
+  - **Goal 1.** The same code read 0.93× curl in a run of goal 1 alone before the read-ahead, and 0.84× in one
+    after. Those two runs and the full run above read the 1 GiB PUT of `upload_file` at 121-136 MB/s, while curl
+    moved between 133 and 272 MB/s. A replication in the same order (3 rounds of 100 MB, then 1 GiB, curl first
+    each time) shows the pattern. The first 1 GiB PUT of `upload_file` ran at 233 MB/s (curl 257), the next two at
+    166 and 130 MB/s (curl 244 and 218). The fake S3 stayed 93-94% busy throughout, so it spent about twice
+    the CPU per byte on those PUTs as on curl's.
+    Meanwhile the machine held about 2.2 GB of dirty pages (the store's earlier objects being written back). A
+    lead for the next round: find what makes the receiver's cost per byte grow from one of the server's PUTs to
+    the next, but not for curl's. One suspect is the receiver stepping aside for the API requests of the server's
+    earlier, cancelled calls, which keep polling imports that a store-only sandbox never processes.
+  - **Goal 9, second half.** `get_dataset` during the 1 GiB upload took 12 ms in this run, 12 ms in this
+    session's first full run and 12 ms in the last round's. Its idle time, the ratio's denominator, read
+    11 → 9 → 6 ms. The ratio is 1.13× → 1.33× → 1.69×, which says more about how quiet the machine was when
+    idle was measured than about the code. The first half read 0.80×, at its floor, against 0.83× and 1.11×
+    before.
 
 ### Goals 1, 8 and 9, second round (2026-11-30)
 
