@@ -57,7 +57,8 @@ CHANGES = """\
 - **Goal 1: the next chunk is read and hashed while the current one is sent** (`api/s3.py`). The full run of
   this round read the 1 GiB PUT at 0.75× curl, though nothing of the upload had changed. One cost found on the way:
   the PUT hashed each chunk (to catch a file edited during its upload) on the event loop, between reading it and
-  sending it, and none of the three overlapped. Now the reader's own thread reads and hashes chunk N+1 while chunk N goes out.
+  sending it, and none of the three overlapped. Now the reader's own thread reads and hashes chunk N+1 while
+  chunk N goes out.
   `ProlificClient.put_file` of the 1 GiB file to the store-only sandbox, two runs each: 190 / 172 MB/s (2.0 /
   2.2 s of the sender's CPU) before, 254 / 249 MB/s (1.7 s) after, and 260 / 271 MB/s without any hash. A test
   checks that the next read has begun before a chunk goes out. In the benchmark's own setting this did not lift
