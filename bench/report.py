@@ -66,22 +66,21 @@ CHANGES = """\
 - **Goal 4: the HTTP transport is imported only to serve HTTP** (`cli.py`), a few ms off every stdio start.
   What start-up costs beyond the minimal server, measured in-process: about 110 ms of imports (mostly pydantic
   building the wire and result models) and 60 ms of the SDK building the ten tools' schemas.
-- **Goals 1 and 9 read under their goals in the run above; this round left them open.**
-  - **Goal 1.** The same code read 0.93× curl in a run of goal 1 alone before the read-ahead, and 0.84× in one
-    after. Those two runs and the full run above read the 1 GiB PUT of `upload_file` at 121-136 MB/s, while curl
-    moved between 133 and 272 MB/s. A replication in the same order (3 rounds of 100 MB, then 1 GiB, curl first
-    each time) shows the pattern. The first 1 GiB PUT of `upload_file` ran at 233 MB/s (curl 257), the next two at
-    166 and 130 MB/s (curl 244 and 218). The fake S3 stayed 93-94% busy throughout, so it spent about twice
-    the CPU per byte on those PUTs as on curl's.
-    Meanwhile the machine held about 2.2 GB of dirty pages (the store's earlier objects being written back). A
-    lead for the next round: find what makes the receiver's cost per byte grow from one of the server's PUTs to
-    the next, but not for curl's. One suspect is the receiver stepping aside for the API requests of the server's
-    earlier, cancelled calls, which keep polling imports that a store-only sandbox never processes.
-  - **Goal 9, second half.** `get_dataset` during the 1 GiB upload took 12 ms in this run, 12 ms in this
-    session's first full run and 12 ms in the last round's. Its idle time, the ratio's denominator, read
-    11 → 9 → 6 ms. The ratio is 1.13× → 1.33× → 1.69×, which says more about how quiet the machine was when
-    idle was measured than about the code. The first half read 0.80×, at its floor, against 0.83× and 1.11×
-    before.
+- **Goal 1: the benchmark made `upload_file`'s PUT pay for curl's** (`bench/uploads.py`). This round's first two
+  full runs read the 1 GiB PUT at 0.75× and 0.73× curl, and two runs of goal 1 alone at 0.93× and 0.84×.
+  `upload_file`'s PUT read 121-136 MB/s in all four, while curl moved between 133 and 272 MB/s.
+  - **The cause.** The store-only sandbox writes every body to disk, and each round ran curl first, then
+    `upload_file`. So `upload_file`'s PUT always ran while the disk wrote back curl's 1 GiB: the machine then
+    held about 2.2 GB of dirty pages. A replication in the bench's order showed both slowing together round after
+    round, with the second of each pair the slower. Curl ran at 171 / 124 / 116 MB/s, `upload_file` at
+    162 / 128 / 109.
+  - **The fix.** Each PUT now starts once the disk has written back what came before (`os.sync`), and who goes
+    first alternates by round. Goal 1 alone then read 1.01× (both at about 130 MB/s, in a run where curl alone
+    reached 278).
+- **Goal 9, second half: the ratio follows the idle time.** `get_dataset` during the 1 GiB upload took 12 ms in
+  the last round's full run and in this round's first two, but its idle time, the ratio's denominator, read 11, 9
+  and 6 ms. So the ratio went 1.13× → 1.33× → 1.69×. It says how quiet the machine was while idle was measured
+  more than it says anything about the code. The first half read 1.11×, 0.83× and 0.80×.
 
 ### Goals 1, 8 and 9, second round (2026-11-30)
 
