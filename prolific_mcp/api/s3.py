@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import parse_qsl
 
@@ -341,7 +342,7 @@ class _Reader:
 
     Reads run in the reader's own thread, one at a time and in the order asked, so that the next chunk is read
     (and hashed) while the current one is sent: the PUT then takes as long as the slower of the two, not their sum
-    (docs/performance.md, goal 1). `close` waits for a read in flight before it closes the file.
+    (docs/performance.md, goal 1). `aclose` waits for a read in flight (off the event loop) before it closes the file.
     """
 
     def __init__(self, fd: int | None, fileobj: BinaryIO | None, owned: bool) -> None:
@@ -413,8 +414,11 @@ class _Reader:
     async def read_at(self, offset: int, count: int) -> bytes:
         return await self.result(self.start_read(offset, count))
 
-    def close(self) -> None:
-        self._thread.shutdown(wait=True, cancel_futures=True)  # no read may be left on a closed descriptor
+    async def aclose(self) -> None:
+        """Wait (off the event loop, even when cancelled) for a read in flight, then close what was opened here: no
+        read may be left on a closed descriptor."""
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(partial(self._thread.shutdown, wait=True, cancel_futures=True))
         if self._owned and self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -557,4 +561,4 @@ async def put_presigned(
         error.note_attempts(outcome.attempts)
         raise error from None
     finally:
-        reader.close()
+        await reader.aclose()
