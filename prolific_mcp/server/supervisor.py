@@ -6,9 +6,11 @@ Every MCP server process on one state folder uses the same sandbox (docs/sandbox
 - Whichever server needs the sandbox first starts it, holding `start.lock` so that two never start one at once. The
   sandbox runs detached (its own session): it outlives the server that started it while others still use it.
 - The others attach through `address.json`, which the sandbox writes once ready (its URL, pid and tokens).
-- Each tool call first asks `ensure_running()`, and a watchdog asks every `WATCHDOG_SECONDS` (and pings it every
-  `PING_EVERY` checks). When its process has died or it stopped answering, the next call starts it again, or attaches
-  to the one another server has started meanwhile; the next result says so, once.
+- A watchdog checks it every `WATCHDOG_SECONDS` (its process, its address, its port; and pings it every `PING_EVERY`
+  checks), and each tool call first asks `ensure_running()`: within `CONFIRMED_SECONDS` of a passed check only the
+  process is looked at again (on the event loop: no thread, no connection), else the whole check runs. When its
+  process has died or it stopped answering, the next call starts it again, or attaches to the one another server
+  has started meanwhile; the next result says so, once.
 - After a failed start the next attempt waits a little longer each time (2 s, doubling, at most a minute); calls fail
   meanwhile with `down`, which says why.
 """
@@ -20,6 +22,7 @@ import fcntl
 import http.client
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -52,6 +55,9 @@ PING_EVERY: Final = 4
 PING_TIMEOUT: Final = 5.0
 MISSED_PINGS: Final = 3
 """A sandbox whose process lives but which missed this many pings in a row has stopped answering."""
+CONFIRMED_SECONDS: Final = 1.0
+"""A tool call trusts a passed check this recent (the watchdog makes one every WATCHDOG_SECONDS) once the sandbox's
+process is seen alive: no worker thread and no connection to the sandbox per call (docs/performance.md, goal 9)."""
 MAX_BACKOFF: Final = 60.0
 UNREACHABLE: Final = "http://127.0.0.1:9"
 """Where the API client points while no sandbox could be started (the discard port; calls fail with `down` first)."""
@@ -79,6 +85,8 @@ class SandboxSupervisor:
         self._backoff = 0.0
         self._next_try = 0.0
         self._missed = 0
+        self._confirmed = -math.inf
+        """When (anyio's clock) the last whole check that passed began."""
 
     async def start(self) -> tuple[str, str]:
         """Join the folder's users, then attach to its sandbox or start it (off the event loop: both may wait).
@@ -116,27 +124,51 @@ class SandboxSupervisor:
         """The sandbox we talk to still runs, is still the one the folder's address names, and its port takes
         connections (a worker thread: the connection may take up to a second when it is stuck)."""
         address = self.address
-        if address is None:
-            return False
-        if self.process is not None and self.process.pid == address.pid:
-            alive = self.process.alive()
-        else:
-            alive = _pid_alive(address.pid)
         return (
-            alive and read_address(self.folder) == address and self._missed < MISSED_PINGS and _listening(address.url)
+            address is not None
+            and self._alive(address)
+            and read_address(self.folder) == address
+            and self._missed < MISSED_PINGS
+            and _listening(address.url)
         )
 
-    async def ensure_running(self) -> None:
+    def _alive(self, address: SandboxAddress) -> bool:
+        """The sandbox's process still runs (not a zombie)."""
+        if self.process is not None and self.process.pid == address.pid:
+            return self.process.alive()
+        return _pid_alive(address.pid)
+
+    async def _check(self) -> bool:
+        """The whole check of `_running`, in a worker thread; a pass is remembered for CONFIRMED_SECONDS."""
+        began = anyio.current_time()
+        passed = await anyio.to_thread.run_sync(self._running)
+        if passed:
+            self._confirmed = began
+        return passed
+
+    def _recently_confirmed(self) -> bool:
+        """A whole check passed within CONFIRMED_SECONDS, and the process it found still runs."""
+        address = self.address
+        return (
+            address is not None
+            and anyio.current_time() - self._confirmed < CONFIRMED_SECONDS
+            and self._missed < MISSED_PINGS
+            and self._alive(address)
+        )
+
+    async def ensure_running(self, *, thorough: bool = False) -> None:
         """If the sandbox is gone, attach to the one another server has started, or start it again, and note it for
-        the next result. A restart under way is waited for, so no call goes to the old address."""
+        the next result. A restart under way is waited for, so no call goes to the old address. `thorough` (the
+        watchdog): always the whole check, never a recent pass."""
         if self.closing:
             return
-        if not self._lock.locked() and await anyio.to_thread.run_sync(self._running):
+        recent = not thorough and self._recently_confirmed()
+        if not self._lock.locked() and (recent or await self._check()):
             return
         async with self._lock:
             if self.closing or anyio.current_time() < self._next_try:
                 return
-            if await anyio.to_thread.run_sync(self._running):
+            if await self._check():
                 return
             await self._replace()
 
@@ -163,7 +195,7 @@ class SandboxSupervisor:
             return
         was_down = self.down is not None
         self.down, self._backoff, self._next_try, self._missed = None, 0.0, 0.0, 0
-        self.address, self.process = address, process
+        self.address, self.process, self._confirmed = address, process, -math.inf
         moved = old is None or address.url != old.url
         if moved and self.on_moved is not None:
             self.on_moved(address.url)
@@ -196,7 +228,7 @@ class SandboxSupervisor:
                 if ticks % PING_EVERY == 0 and self.address is not None and not self._lock.locked():
                     answered = await anyio.to_thread.run_sync(_answers, self.address, self.folder)
                     self._missed = 0 if answered else self._missed + 1
-                await self.ensure_running()
+                await self.ensure_running(thorough=True)
             except Exception:  # the watchdog must outlive any one failure; the next tool call checks again
                 log.exception("checking the sandbox process failed")
         self.closing = True  # the server is stopping: no restart from here on
