@@ -84,7 +84,7 @@ async def list_datasets(deps: Deps, workspace_id: str | None = None) -> Datasets
             deps.ledger.remember_dataset(origin, account, dsid, source="batch", name=name, workspace_id=wid)
 
     await anyio.to_thread.run_sync(remember_found)
-    known = await anyio.to_thread.run_sync(lambda: deps.ledger.known_datasets(origin, account, workspace_id))
+    known = await deps.known_datasets(workspace_id)
     items = [
         DatasetSummary(
             id=d.dataset_id,

@@ -21,7 +21,7 @@ from prolific_mcp.operations.results import Mode, field_list
 from prolific_mcp.records import FileFormat, Schema, format_from_filename, schema_problems
 from prolific_mcp.uploads.files import FileAccessError, OpenedFile, open_regular_file, resolve_path
 from prolific_mcp.uploads.jobs import UploadManager
-from prolific_mcp.uploads.ledger import Ledger
+from prolific_mcp.uploads.ledger import SOURCE_RANK, KnownDataset, Ledger
 from prolific_mcp.uploads.polling import PollPlanner, poll_until
 
 T = TypeVar("T")
@@ -29,8 +29,26 @@ T = TypeVar("T")
 Progress = Callable[[float, str], Awaitable[None]]
 """Reports (value 0–100, a message a person can read) to the caller."""
 
+REMEMBER_SECONDS: Final = 60.0
+"""A dataset this process noted in the ledger less than this long ago, with the same name, workspace and source, is
+not written again: only its time in memory moves (list_datasets orders this process's datasets by it). Other
+processes see its `last_seen` to the minute (docs/performance.md, goal 9)."""
+REMEMBERED_MAX: Final = 10_000
+"""At most this many datasets noted in memory (then forgotten at once: the next use writes again)."""
+
 MAX_APPEND_BYTES: Final = 1024 * 1024
 """The most bytes of JSONL one append_records call sends (our limit, below Prolific's): more belongs in a file."""
+
+
+@dataclass(slots=True)
+class _Noted:
+    """What this process last wrote to the ledger about one dataset, and when it last used it (ledger clock)."""
+
+    written: float
+    seen: float
+    name: str | None
+    workspace_id: str | None
+    source: str
 
 
 class OperationError(Exception):
@@ -65,6 +83,7 @@ class Deps:
     """The latest schema migration this server started, by dataset id: get_dataset shows its status."""
     _account: str | None = None
     _account_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _noted: dict[str, _Noted] = field(default_factory=dict)
 
     @property
     def mode(self) -> Mode:
@@ -84,7 +103,18 @@ class Deps:
             return self._account
 
     async def remember(self, dataset: Dataset, source: Literal["created", "touched"]) -> None:
-        """Note in the ledger that this server created or used the dataset (list_datasets shows it)."""
+        """Note in the ledger that this server created or used the dataset (list_datasets shows it). A use that
+        changes nothing the ledger holds but the time, within REMEMBER_SECONDS of the last write, stays in memory."""
+        now = self.ledger.now()
+        noted = self._noted.get(dataset.id)
+        if (
+            noted is not None
+            and now - noted.written < REMEMBER_SECONDS
+            and (noted.name, noted.workspace_id) == (dataset.name, dataset.workspace_id)
+            and SOURCE_RANK[source] <= SOURCE_RANK[noted.source]
+        ):
+            noted.seen = max(noted.seen, now)
+            return
         account = await self.account_id()
         await anyio.to_thread.run_sync(
             lambda: self.ledger.remember_dataset(
@@ -96,6 +126,24 @@ class Deps:
                 workspace_id=dataset.workspace_id,
             )
         )
+        if len(self._noted) >= REMEMBERED_MAX:
+            self._noted.clear()
+        best = source if noted is None or SOURCE_RANK[source] > SOURCE_RANK[noted.source] else noted.source
+        self._noted[dataset.id] = _Noted(now, now, dataset.name, dataset.workspace_id, best)
+
+    async def known_datasets(self, workspace_id: str | None = None) -> list[KnownDataset]:
+        """The datasets the ledger knows for this account, the last used first (this process's uses to the moment,
+        other processes' to the minute: see REMEMBER_SECONDS)."""
+        account = await self.account_id()
+        known = await anyio.to_thread.run_sync(
+            lambda: self.ledger.known_datasets(self.options.origin, account, workspace_id)
+        )
+
+        def last_used(dataset: KnownDataset) -> float:
+            noted = self._noted.get(dataset.dataset_id)
+            return dataset.last_seen if noted is None else max(dataset.last_seen, noted.seen)
+
+        return sorted(known, key=last_used, reverse=True)
 
     async def poll(
         self,

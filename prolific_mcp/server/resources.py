@@ -6,7 +6,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import Completion, CompletionArgument, CompletionContext, PromptReference, ResourceTemplateReference
@@ -131,8 +130,7 @@ def register_resources(mcp: MCPServer, holder: AppState) -> None:
         service = holder.service
         try:
             deps = service
-            account = await deps.account_id()
-            known = await anyio.to_thread.run_sync(deps.ledger.known_datasets, deps.options.origin, account)
+            known = await deps.known_datasets()
         except ProlificError:
             return None
         values = [d.dataset_id for d in known if d.dataset_id.startswith(argument.value)]

@@ -85,6 +85,8 @@ IN_FLIGHT_STATES: Final = frozenset({"claimed", "url_issued", "uploading"})
 """States in which the owner process is between its claim and the end of its PUT."""
 FINISHED_STATES: Final = frozenset({"complete", "partial", "pending_schema"})
 DatasetSource = Literal["created", "touched", "batch"]
+SOURCE_RANK: Final[Mapping[str, int]] = {"batch": 0, "touched": 1, "created": 2}
+"""How a dataset came to be known: a higher rank is kept over a lower one."""
 
 SCHEMA_VERSION: Final = 2
 UNKNOWN_OWNER_GRACE_SECONDS: Final = 120.0
@@ -270,6 +272,10 @@ class Ledger:
         except (OSError, sqlite3.OperationalError) as exc:
             raise state_dir_error(path, exc) from None
         return db
+
+    def now(self) -> float:
+        """The ledger's clock (wall time, seconds): what it writes as `last_seen`."""
+        return float(self._clock())
 
     def take_notice(self) -> str | None:
         """The sentence about a damaged ledger replaced at open: returned once, then None."""
@@ -501,7 +507,7 @@ class Ledger:
     ) -> None:
         """Note a dataset; 'created' beats 'touched' beats 'batch' as its source."""
         now = self._clock()
-        rank = {"batch": 0, "touched": 1, "created": 2}
+        rank = SOURCE_RANK
         with self._transaction() as db:
             old = db.execute(
                 "SELECT source, name, workspace_id FROM datasets WHERE origin=? AND account_id=? AND dataset_id=?",
