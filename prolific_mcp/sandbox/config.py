@@ -74,6 +74,10 @@ class SandboxConfig:
     rules: RecordRules = field(default_factory=RecordRules)
     chunk_records: int = 20_000
     """Records per committed chunk while an import is processed."""
+    workers: int = 2
+    """How many imports and migrations are processed at once, across datasets; the others stay `queued` until one
+    ends. Their record work shares one interpreter lock, so more at once only slows each one and the API's answers;
+    two keep one long import from holding up every other dataset (docs/sandbox.md, Imports at once)."""
     access_log: bool = False
     store_only: bool = False
     """The fake S3 stores each PUT and its import turns `queued`, but no import is ever processed: a benchmark of
@@ -90,6 +94,8 @@ class SandboxConfig:
             raise ValueError("the upload URL lifetime must be positive")
         if self.max_object_size <= 0:
             raise ValueError("the largest object size must be positive")
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
         for name, port in (("port", self.port), ("s3_port", self.s3_port)):
             if not 0 <= port <= 65535:
                 raise ValueError(f"{name} must be between 0 and 65535, not {port}")

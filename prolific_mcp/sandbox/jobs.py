@@ -1,10 +1,11 @@
 """The per-dataset work queue: imports and migrations run one at a time per dataset, in arrival order.
 
 Each dataset with work gets one drain task on the event loop. It takes the dataset's next job (arrival = PUT
-completion for an upload, PATCH time for a migration), keeps an import `queued` for at least the pace's
-`queued` seconds, runs the record work in a worker thread, and writes the terminal status no earlier than the
-pace's `processing` seconds after processing began. Datasets are independent of each other. With `store_only` no
-import runs: a dataset's queue stops at its first import.
+completion for an upload, PATCH time for a migration), waits for one of the config's `workers` (an import stays
+`queued` meanwhile), keeps an import `queued` for at least the pace's `queued` seconds, runs the record work in a
+worker thread, and writes the terminal status no earlier than the pace's `processing` seconds after processing
+began. Datasets are independent of each other but for the shared workers. With `store_only` no import runs: a
+dataset's queue stops at its first import.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Scheduler:
         self._running: set[int] = set()
         self._wake: dict[int, int] = {}
         self._queued_since: dict[str, float] = {}
+        self.workers = anyio.CapacityLimiter(config.workers)
+        """Imports and migrations processed at once, across datasets (SandboxConfig.workers)."""
         self.held_back = 0
         """How many times a store-only sandbox reached a stored import and left it unprocessed (observable by tests
         through /_sandbox/info, so they wait for the decision instead of sleeping)."""
@@ -87,9 +90,11 @@ class Scheduler:
                             # never picks it up (the object is kept; nothing is processed).
                             self.held_back += 1
                             return
-                        await self._run_upload(job.pk)
+                        async with self.workers:
+                            await self._run_upload(job.pk)
                     else:
-                        await self._run_migration(job.pk)
+                        async with self.workers:
+                            await self._run_migration(job.pk)
         finally:
             self._running.discard(dataset_pk)
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
+from pathlib import Path
 
 import httpx2
 import orjson
+import pytest
 
 from prolific_mcp.sandbox import Sandbox
+from prolific_mcp.sandbox.config import SandboxConfig
 
+from .conftest import OBSERVABLE, client
 from .support import (
     DATASETS,
     SCHEMA,
@@ -234,6 +239,36 @@ def test_other_datasets_do_not_wait(paced: Sandbox, paced_api: httpx2.Client) ->
     up2 = upload(paced_api, two["id"], "x.jsonl", jsonl([record(1)]))
     wait_for(lambda: True if get_import(paced_api, two["id"], up2["import_id"])["status"] == "processing" else None)
     assert get_import(paced_api, one["id"], up1["import_id"])["status"] in ("processing", "complete")
+
+
+def test_imports_of_many_datasets_take_turns_on_the_workers(tmp_path: Path) -> None:
+    """Four datasets' imports at once, two workers (the default): never more than two `processing`, the others
+    stay `queued` until one ends, and they start in arrival order (docs/sandbox.md, Imports at once)."""
+    with Sandbox.start(state_dir=tmp_path / "turns", pace=OBSERVABLE) as sandbox, client(sandbox) as api:
+        assert sandbox.config.workers == 2
+        datasets = [create_dataset(api, sandbox.workspace_id)["id"] for _ in range(4)]
+        ups = [upload(api, ds, "x.jsonl", jsonl([record(i)]))["import_id"] for i, ds in enumerate(datasets)]
+        most = 0
+        waited = False
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses = [get_import(api, ds, up)["status"] for ds, up in zip(datasets, ups, strict=True)]
+            most = max(most, statuses.count("processing"))
+            waited = waited or (statuses.count("processing") == 2 and "queued" in statuses)
+            if all(s == "complete" for s in statuses):
+                break
+            time.sleep(0.02)
+        assert statuses == ["complete"] * 4, statuses
+        assert (most, waited) == (2, True)
+        jobs = [get_import(api, ds, up) for ds, up in zip(datasets, ups, strict=True)]
+        started = [j["processing_started_at"] for j in jobs]
+        assert started == sorted(started), "in arrival order"
+        assert started[2] >= min(jobs[0]["updated_at"], jobs[1]["updated_at"]), "the third waited for a worker"
+
+
+def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        SandboxConfig(state_dir=tmp_path, workers=0)
 
 
 def test_v3_csv_goes_ready(sbx: Sandbox, api: httpx2.Client) -> None:
