@@ -16,6 +16,7 @@ nothing in between, both on one standalone sandbox at its default pace.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,7 +90,7 @@ async def upload_call(server: fleet.Server, sandbox: fleet.Sandbox, dataset_id: 
 
 async def _side_by_side(files: list[Path], rounds: int, folder: Path) -> dict[Path, dict[str, Any]]:
     """Per file and round: the floor, upload_file on the server, and upload_file on the server with the earlier
-    code (bench/baseline.py), each to a dataset of its own, in that order."""
+    code (bench/baseline.py), each to a dataset of its own, after os.sync; who goes first turns by round."""
     out: dict[Path, dict[str, Any]] = {}
     with fleet.standalone_sandbox(folder) as sandbox:
         env = fleet.url_env(sandbox.url, folder / "state")
@@ -107,13 +108,18 @@ async def _side_by_side(files: list[Path], rounds: int, folder: Path) -> dict[Pa
                 floors: list[dict[str, float]] = []
                 calls: list[Call] = []
                 earlier: list[Call] = []
-                for _ in range(rounds):
-                    dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "floor")
-                    floors.append(await anyio.to_thread.run_sync(fleet.floor_upload, sandbox, dataset, path))
-                    dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "upload_file")
-                    calls.append(await upload_call(server, sandbox, dataset, path))
-                    dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, "upload_file, earlier code")
-                    earlier.append(await upload_call(before, sandbox, dataset, path))
+                order = ("floor", "upload_file", "earlier")
+                for r in range(rounds):
+                    # Each starts once the disk has written back the last one's file and datapoints (os.sync), and
+                    # who goes first turns by round: none always follows the same other's write-back.
+                    for step in order[r % 3 :] + order[: r % 3]:
+                        dataset = await anyio.to_thread.run_sync(sandbox.new_dataset, step)
+                        await anyio.to_thread.run_sync(os.sync)
+                        if step == "floor":
+                            floors.append(await anyio.to_thread.run_sync(fleet.floor_upload, sandbox, dataset, path))
+                        else:
+                            who, into = (server, calls) if step == "upload_file" else (before, earlier)
+                            into.append(await upload_call(who, sandbox, dataset, path))
                 floor_times = [f["seen"] - f["started"] for f in floors]
                 ratios = [c.total / f for c, f in zip(calls, floor_times, strict=True)]
                 before_ratios = [c.total / f for c, f in zip(earlier, floor_times, strict=True)]
@@ -214,7 +220,9 @@ def run(small: Path, large: Path, rounds: int, lengths: tuple[float, ...], seeds
         f"{small_ratio:.2f}× / {large_ratio:.2f}×",
         met,
         [
-            f"Median of {rounds} alternating runs per file (the ratio: the median of each run's pair). The earlier "
+            f"Median of {rounds} alternating runs per file (the ratio: the median of each run's pair). Each run "
+            "starts once the disk has written back the one before (`os.sync`: every import writes the file and its "
+            "datapoints), and which of the three goes first turns by round. The earlier "
             "code: the same server with the polling schedule, the scan's inline hash and the whole scan before the "
             "PUT of before this issue's changes (bench/baseline.py), in the same runs, against the same floor. The "
             "floor: the upload URL, `curl -T`, the import polled every 50 ms. Pre-flight: call → the first 'asking "
