@@ -43,6 +43,17 @@ def attached(folder: Path, pid: int, port: int) -> SandboxSupervisor:
     return watched
 
 
+def replacements(watched: SandboxSupervisor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every time `watched` would attach to or start another sandbox (recorded, not done)."""
+    made: list[str] = []
+
+    async def replace() -> None:
+        made.append("replace")
+
+    monkeypatch.setattr(watched, "_replace", replace)
+    return made
+
+
 @pytest.fixture
 def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every connection the supervisor opens to check a port."""
@@ -61,12 +72,7 @@ async def test_calls_right_after_a_passed_check_open_no_connection(
     tmp_path: Path, port: int, connections: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     watched = attached(tmp_path / "sandbox", os.getpid(), port)
-    replaced: list[str] = []
-
-    async def replace() -> None:
-        replaced.append("replace")
-
-    monkeypatch.setattr(watched, "_replace", replace)
+    replaced = replacements(watched, monkeypatch)
     await watched.ensure_running()
     assert len(connections) == 1, "the first call makes the whole check"
     for _ in range(5):
@@ -86,12 +92,7 @@ async def test_a_dead_process_is_caught_by_the_next_call_even_right_after_a_pass
     tmp_path: Path, port: int, connections: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     watched = attached(tmp_path / "sandbox", os.getpid(), port)
-    replaced: list[str] = []
-
-    async def replace() -> None:
-        replaced.append("replace")
-
-    monkeypatch.setattr(watched, "_replace", replace)
+    replaced = replacements(watched, monkeypatch)
     await watched.ensure_running()
     assert replaced == []
     # The sandbox's process ends (here: the address now names a process that has exited).
@@ -110,11 +111,6 @@ async def test_a_port_that_stops_taking_connections_is_caught_by_the_watchdogs_w
         closing = server.getsockname()[1]
         watched = attached(tmp_path / "sandbox", os.getpid(), closing)
         await watched.ensure_running()
-    replaced: list[str] = []
-
-    async def replace() -> None:
-        replaced.append("replace")
-
-    monkeypatch.setattr(watched, "_replace", replace)
+    replaced = replacements(watched, monkeypatch)
     await watched.ensure_running(thorough=True)
     assert replaced == ["replace"]
