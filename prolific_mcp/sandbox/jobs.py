@@ -1,11 +1,11 @@
 """The per-dataset work queue: imports and migrations run one at a time per dataset, in arrival order.
 
 Each dataset with work gets one drain task on the event loop. It takes the dataset's next job (arrival = PUT
-completion for an upload, PATCH time for a migration), waits for one of the config's `workers` (an import stays
-`queued` meanwhile), keeps an import `queued` for at least the pace's `queued` seconds, runs the record work in a
-worker thread, and writes the terminal status no earlier than the pace's `processing` seconds after processing
-began. Datasets are independent of each other but for the shared workers. With `store_only` no import runs: a
-dataset's queue stops at its first import.
+completion for an upload, PATCH time for a migration), keeps an import `queued` for at least the pace's `queued`
+seconds and then until one of the config's `workers` is free, runs the record work in a worker thread, and writes
+the terminal status no earlier than the pace's `processing` seconds after processing began. Datasets are
+independent of each other but for the shared workers. With `store_only` no import runs: a dataset's queue stops at
+its first import.
 """
 
 from __future__ import annotations
@@ -90,11 +90,9 @@ class Scheduler:
                             # never picks it up (the object is kept; nothing is processed).
                             self.held_back += 1
                             return
-                        async with self.workers:
-                            await self._run_upload(job.pk)
+                        await self._run_upload(job.pk)
                     else:
-                        async with self.workers:
-                            await self._run_migration(job.pk)
+                        await self._run_migration(job.pk)
         finally:
             self._running.discard(dataset_pk)
 
@@ -110,35 +108,38 @@ class Scheduler:
             if up.kind == "import" and not dataset.has_schema:
                 await self.store.run(Db.park_upload, pk, PENDING_SCHEMA_REASON)
                 return
-            await self.store.run(Db.start_upload, pk)
-        started = time.monotonic()
-        result = await self._in_thread(
-            f"import {up.id}",
-            process_upload,
-            self.store,
-            pk,
-            self.config.rules,
-            pace,
-            self.config.chunk_records,
-            self.stop_flag,
-            self.traffic,
-        )
-        if result.interrupted:
-            return
-        await self._pace_processing(started)
-        done = await self.store.run(Db.finish_upload, pk, result.failure)
+        async with self.workers:  # `queued` until a worker is free (an interrupted import resumes `processing`)
+            if up.status == "queued":
+                await self.store.run(Db.start_upload, pk)
+            started = time.monotonic()
+            result = await self._in_thread(
+                f"import {up.id}",
+                process_upload,
+                self.store,
+                pk,
+                self.config.rules,
+                pace,
+                self.config.chunk_records,
+                self.stop_flag,
+                self.traffic,
+            )
+            if result.interrupted:
+                return
+            await self._pace_processing(started)
+            done = await self.store.run(Db.finish_upload, pk, result.failure)
         log.info("import %s on dataset %s: %s", done.id, up.dataset_pk, done.status)
 
     async def _run_migration(self, pk: int) -> None:
-        await self.store.run(Db.start_migration, pk)
-        started = time.monotonic()
-        result = await self._in_thread(
-            f"migration {pk}", run_migration, self.store, pk, self.config.rules, self.stop_flag, self.traffic
-        )
-        if result.interrupted:
-            return
-        await self._pace_processing(started)
-        await self.store.run(Db.finish_migration, pk, result.failure)
+        async with self.workers:
+            await self.store.run(Db.start_migration, pk)
+            started = time.monotonic()
+            result = await self._in_thread(
+                f"migration {pk}", run_migration, self.store, pk, self.config.rules, self.stop_flag, self.traffic
+            )
+            if result.interrupted:
+                return
+            await self._pace_processing(started)
+            await self.store.run(Db.finish_migration, pk, result.failure)
 
     async def _pace_processing(self, started: float) -> None:
         wait = self.config.pace.processing - (time.monotonic() - started)
