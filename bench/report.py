@@ -109,6 +109,9 @@ code from before this round (ab0f7ba) with this round's, both measured by this r
       models, pydantic-settings), and about 0.065 s is the SDK building the schemas of ten tools.
     - Tried and not kept: building the API models on first use (`defer_build`, 33 → 14 ms of import, paid again at
       the first call) and the result models likewise (no gain: the tools' schemas build them at once).
+    - Right after, at 3aaf932 (the workers wait after the queued pace; nothing on the start-up path),
+      `python -m bench full --only 4,9` read goal 4 at **1.22×** and goal 9 at 1.13× / 1.12×. Goal 4 reads
+      1.16-1.35× from run to run on this machine: met on a quiet minute, not by a margin that holds.
   - **Goal 1: 0.90×** (goal 0.9×), met at its edge: curl reached 259-266 MB/s in this run, where `upload_file`'s
     PUT read 232-241 MB/s (1.08× in the last run, when curl read about 130 MB/s).
 
