@@ -507,7 +507,6 @@ class Ledger:
     ) -> None:
         """Note a dataset; 'created' beats 'touched' beats 'batch' as its source."""
         now = self._clock()
-        rank = SOURCE_RANK
         with self._transaction() as db:
             old = db.execute(
                 "SELECT source, name, workspace_id FROM datasets WHERE origin=? AND account_id=? AND dataset_id=?",
@@ -519,7 +518,7 @@ class Ledger:
                     (origin, account_id, dataset_id, name, workspace_id, source, now, now),
                 )
                 return
-            best = source if rank[source] > rank.get(old["source"], 0) else old["source"]
+            best = source if SOURCE_RANK[source] > SOURCE_RANK.get(old["source"], 0) else old["source"]
             db.execute(
                 "UPDATE datasets SET name=?, workspace_id=?, source=?, last_seen=? "
                 "WHERE origin=? AND account_id=? AND dataset_id=?",
