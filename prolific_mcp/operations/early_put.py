@@ -8,9 +8,14 @@ The order keeps every guarantee of the ledger and of the pre-flight:
 2. with the sha256, the ledger is claimed as for any upload: one owner per content and dataset, before any upload
    URL is asked for;
 3. the owner asks for the upload URL and PUTs the file while the scan goes on, never further ahead of it than the
-   scan reads in HOLD_SECONDS, and the PUT holds its last chunk until the scan's verdict. A file found certain to
-   fail stops the PUT there: the store never has the whole body, the import receives nothing and stays
-   `uninitialised`, and the call refuses the file with the same reasons as the ordinary pre-flight.
+   scan reads in HOLD_SECONDS until the scan has cleared the file, and the PUT holds its last chunk until then.
+   Cleared means every failure of the whole file is ruled out (`uploads/scan.py`, `_Clearance`): most files are
+   at their first record, and their PUT then runs at its own speed. A file not cleared before the scan ends gets
+   the scan's verdict there, and one found certain to fail stops the PUT: the store never has the whole body, the
+   import receives nothing and stays `uninitialised`, and the call refuses the file with the same reasons as the
+   ordinary pre-flight;
+4. once the file is sent, the rest of the scan (its record count, the records it expects rejected, the key
+   warning) completes the plan beside the watch of the import (`settle`), before the outcome is given.
 
 Only a first upload of a content to a dataset goes this way. When the ledger already knows the content (an
 earlier, a concurrent or an abandoned upload), when another call of this process uploads it, or when the scan has
@@ -20,6 +25,7 @@ stored outcome).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -37,14 +43,17 @@ from prolific_mcp.uploads.jobs import PreflightRefused, UploadPlan
 from prolific_mcp.uploads.ledger import Claim, UploadKey
 from prolific_mcp.uploads.scan import ScanReport, file_sha256
 
+log = logging.getLogger("prolific_mcp.uploads")
+
 EARLY_PUT_MIN_BYTES: Final = 64 * 1024 * 1024
 """Files from this size on start their PUT before the scan ends (below it the scan takes well under a second)."""
 HOLD_SECONDS: Final = 5.0
 SCAN_LEAD: Final = 32 * 1024 * 1024
-"""The PUT runs ahead of the scan by at most what the scan reads in HOLD_SECONDS at its rate so far, and at least
-SCAN_LEAD bytes: its last chunk then waits for the verdict about HOLD_SECONDS at most (a store drops a connection
-that sends nothing for long: S3 after about 20 s), and a scan much slower than the PUT holds it back all along.
-Within the lead the PUT goes at its own speed, so the scan (at a lower CPU priority) does not slow it."""
+"""Until the scan has cleared the file, the PUT runs ahead of it by at most what the scan reads in HOLD_SECONDS at
+its rate so far, and at least SCAN_LEAD bytes: its last chunk then waits for the verdict about HOLD_SECONDS at
+most (a store drops a connection that sends nothing for long: S3 after about 20 s), and a scan much slower than
+the PUT holds it back all along. Within the lead the PUT goes at its own speed, so the scan (at a lower CPU
+priority) does not slow it."""
 NOTHING_IMPORTED: Final = (
     "Nothing was imported: the upload was stopped before its last part, so the import it opened received no file "
     "and stays 'uninitialised'."
@@ -58,7 +67,8 @@ def early_put_eligible(dataset: Dataset, opened: OpenedFile, *, inline: bool) ->
 
 @dataclass(eq=False)
 class ScanGate:
-    """The pre-flight's verdict, awaited before the PUT's last chunk (a `PreflightGate` for the upload job)."""
+    """The pre-flight beside the PUT (a `PreflightGate` for the upload job): the file cleared, or the scan's verdict,
+    before the PUT's last chunk; the scan's findings once the file is sent."""
 
     deps: Deps
     scan: BackgroundScan
@@ -77,9 +87,22 @@ class ScanGate:
 
     async def pace(self, end: int, last: bool) -> None:
         if last:
-            await self._verdict()
-        elif self.preflight is None:
+            await self.scan.until_cleared()
+            if self.scan.done:  # ended before (or as) it cleared the file: its verdict, which may refuse it
+                await self._verdict()
+        elif self.preflight is None and not self.scan.cleared:
             await self.scan.keep_within(end, seconds=HOLD_SECONDS, minimum=SCAN_LEAD)
+
+    async def settle(self) -> None:
+        """After the whole file was sent: wait for the scan's report and complete the plan with it. Never raises:
+        the file was cleared, so only a scan that failed, or a file changed since it was sent, leaves the outcome
+        without the pre-flight's findings."""
+        try:
+            await self._verdict()
+        except PreflightRefused as exc:
+            log.warning("the pre-flight's report on %s came after its upload: %s", self.display, exc)
+        except Exception as exc:
+            log.warning("the pre-flight scan of %s ended without a report: %s", self.display, exc)
 
     async def _verdict(self) -> None:
         if self.preflight is not None:

@@ -2,11 +2,13 @@
 performance.md, goal 8).
 
 For a large file `upload_file` hashes the file, claims it, and starts the PUT while the scan (parsing every record)
-goes on; the PUT holds its last chunk until the scan's verdict. The scan runs in a child process, so that parsing
-does not share the server's GIL with the PUT's event loop (on 2 cores, a parsing thread slows the PUT's every
-chunk). The child gets the already opened descriptor (`pass_fds`: the file is never reopened by path) and the
-schema on its standard input, and writes its `ScanReport` on its standard output. If the child cannot be started
-or fails, the same scan runs in a worker thread instead.
+goes on; the PUT holds its last chunk until the scan has cleared the file (ruled out every failure of the whole
+file: usually at its first record) or ended. The scan runs in a child process, so that parsing does not share the
+server's GIL with the PUT's event loop (on 2 cores, a parsing thread slows the PUT's every chunk). The child gets
+the already opened descriptor (`pass_fds`: the file is never reopened by path) and the schema on its standard
+input, says on its standard error how far it has read and when it has cleared the file, and writes its
+`ScanReport` on its standard output. If the child cannot be started or fails, the same scan runs in a worker
+thread instead.
 
 `BackgroundScan` runs the scan in the upload manager's task group, so that it outlives the call that started it
 (the call may hand off before the PUT ends). `stop()` cancels it (killing the child) and waits until nothing reads
@@ -42,16 +44,39 @@ class ScanChildError(RuntimeError):
 
 Progress = Callable[[int], None]
 """`progress(offset)`: the scan has read the file up to `offset` bytes."""
+Cleared = Callable[[], None]
+"""`cleared()`: the scan has ruled out every failure of the whole file (`scan_file`'s `on_cleared`)."""
+CLEARED_LINE: Final = b"+"
+"""The child's line on its standard error for `cleared()` (its progress lines are `@<bytes read>`)."""
 
 
 def _scan_job(
-    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+    fd: int,
+    fmt: FileFormat,
+    schema: Schema | None,
+    expected_size: int,
+    progress: Progress | None = None,
+    cleared: Cleared | None = None,
 ) -> ScanReport:
-    return scan_file(fd, fmt, schema, rules=RecordRules(), expected_size=expected_size, digest=False, on_read=progress)
+    return scan_file(
+        fd,
+        fmt,
+        schema,
+        rules=RecordRules(),
+        expected_size=expected_size,
+        digest=False,
+        on_read=progress,
+        on_cleared=cleared,
+    )
 
 
 async def _scan_in_child(
-    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+    fd: int,
+    fmt: FileFormat,
+    schema: Schema | None,
+    expected_size: int,
+    progress: Progress | None = None,
+    cleared: Cleared | None = None,
 ) -> ScanReport:
     payload = pickle.dumps((fd, fmt, schema, expected_size))
     command = [sys.executable, "-m", "prolific_mcp.uploads.scan_child"]
@@ -77,6 +102,9 @@ async def _scan_in_child(
                     if line.startswith(b"@") and line[1:].isdigit():
                         if progress is not None:
                             progress(int(line[1:]))
+                    elif line == CLEARED_LINE:
+                        if cleared is not None:
+                            cleared()
                     elif len(errors) < 4096:
                         errors.extend(line + b"\n")
             if pending and len(errors) < 4096:
@@ -105,18 +133,24 @@ async def _scan_in_child(
 
 
 async def scan_beside(
-    fd: int, fmt: FileFormat, schema: Schema | None, expected_size: int, progress: Progress | None = None
+    fd: int,
+    fmt: FileFormat,
+    schema: Schema | None,
+    expected_size: int,
+    progress: Progress | None = None,
+    cleared: Cleared | None = None,
 ) -> ScanReport:
     """The file's scan without its sha256: in a child process, else (it could not run) in a worker thread.
-    `progress(0)` says it has its turn (at most CHILD_SCANS scans at once)."""
+    `progress(0)` says it has its turn (at most CHILD_SCANS scans at once); `cleared()` that the file is not certain
+    to fail (a scan run again in a thread may say it twice)."""
     async with _child_slots:
         if progress is not None:
             progress(0)
         try:
-            return await _scan_in_child(fd, fmt, schema, expected_size, progress)
+            return await _scan_in_child(fd, fmt, schema, expected_size, progress, cleared)
         except ScanChildError as exc:
             log.warning("the pre-flight scan could not run in a child process (%s): scanning in a thread", exc)
-    return await anyio.to_thread.run_sync(_scan_job, fd, fmt, schema, expected_size, progress)
+    return await anyio.to_thread.run_sync(_scan_job, fd, fmt, schema, expected_size, progress, cleared)
 
 
 PROGRESS_POLL: Final = 0.01
@@ -135,6 +169,8 @@ class BackgroundScan:
         """Bytes of the file the scan has read (from the start)."""
         self.started = False
         """The scan has its turn and is reading (it reported its progress once)."""
+        self.cleared = False
+        """The scan has ruled out every failure of the whole file (it may still be reading)."""
         self._done = anyio.Event()
         self._report: ScanReport | None = None
         self._error: BaseException | None = None
@@ -167,6 +203,15 @@ class BackgroundScan:
             self._started_at = self._clock()
         self.started = True
         self.position = max(self.position, offset)
+
+    def clear(self) -> None:
+        """The scan's `cleared` callback (from the child's report, or from the worker thread)."""
+        self.cleared = True
+
+    async def until_cleared(self) -> None:
+        """Wait until the scan has cleared the file or ended (its report then has the verdict)."""
+        while not self.cleared and not self._done.is_set():  # noqa: ASYNC110 (a worker thread sets `cleared`)
+            await anyio.sleep(PROGRESS_POLL)
 
     def rate(self) -> float | None:
         """Bytes per second the scan has read so far (None until it has run for a moment)."""
@@ -221,7 +266,7 @@ def start_scan(
     scan = BackgroundScan()
 
     async def body() -> None:
-        await scan.run(lambda: scan_beside(fd, fmt, schema, expected_size, scan.advance))
+        await scan.run(lambda: scan_beside(fd, fmt, schema, expected_size, scan.advance, scan.clear))
 
     spawn(body)
     return scan

@@ -35,7 +35,7 @@ from prolific_mcp.redaction import redact
 from prolific_mcp.uploads.files import OpenedFile
 from prolific_mcp.uploads.groups import RejectionGroup
 from prolific_mcp.uploads.ledger import ClaimLost, Ledger, UploadKey, UploadRow
-from prolific_mcp.uploads.polling import PollPlanner, poll_until
+from prolific_mcp.uploads.polling import FIRST_DELAY, PollPlanner, poll_until
 from prolific_mcp.uploads.rejections import explain
 
 log = logging.getLogger("prolific_mcp.uploads")
@@ -67,8 +67,12 @@ class PreflightGate(Protocol):
 
     async def pace(self, end: int, last: bool) -> None:
         """Awaited before each chunk of the PUT (on every attempt): holds the PUT back while it is too far ahead of
-        the scan, and before the last chunk waits for the scan's verdict, raising PreflightRefused if the file must
-        not be imported (the verdict also completes the plan: `record_count`, `key_warning`)."""
+        a scan that has not cleared the file yet, and before the last chunk waits until the scan has cleared the
+        file or ended, raising PreflightRefused if the file must not be imported."""
+
+    async def settle(self) -> None:
+        """Awaited beside the watch once the whole file was sent, before the outcome: the scan's report completes
+        the plan (`record_count`, `key_warning`). Never raises."""
 
     async def stop(self) -> None:
         """End the scan if it still runs, and wait until it no longer reads the file."""
@@ -410,7 +414,12 @@ class UploadManager:
             self._release_slot()
         job.phase = "watching"
         job._touch()
-        await self._watch(job)
+        if plan.gate is None:
+            await self._watch(job)
+            return
+        async with anyio.create_task_group() as tg:  # the rest of the scan, beside the watch
+            tg.start_soon(plan.gate.settle)
+            await self._watch(job)
 
     async def _request_url(self, job: UploadJob) -> Any:
         plan = job.plan
@@ -517,7 +526,12 @@ class UploadManager:
     async def _watch(self, job: UploadJob) -> None:
         """Poll the import (or the V3 dataset status) on the polling schedule until a terminal status."""
         plan = job.plan
-        planner = PollPlanner(total_records=plan.record_count, started_at=self.clock())
+        # A scan beside the PUT may still be counting the records (`settle`): its count is taken once known.
+        planner = PollPlanner(
+            total_records=plan.record_count,
+            started_at=self.clock(),
+            first_delay=FIRST_DELAY if plan.gate is not None else None,
+        )
 
         # A V3 status read right after the PUT may be the previous file's: not this upload's outcome until the status
         # has moved on or the dataset shows the new file (docs/prolific-api.md, What Prolific's CLI and OpenAPI add).
@@ -538,6 +552,7 @@ class UploadManager:
                 return status.is_terminal
             assert job.import_id is not None
             job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
+            planner.total_records = planner.total_records or plan.record_count
             planner.observe(self.clock(), job.latest.status, job.latest.processed_offset)
             return job.latest.is_terminal
 

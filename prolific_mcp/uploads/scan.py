@@ -140,27 +140,62 @@ def scan_file(
     expected_size: int | None = None,
     digest: bool = True,
     on_read: Callable[[int], None] | None = None,
+    on_cleared: Callable[[], None] | None = None,
 ) -> ScanReport:
     """One streaming pass: sha256, record count, and the records the schema would reject (grouped).
 
     Reads the descriptor with positional reads (its offset is left alone), in constant memory. With
     `digest=False` no sha256 is computed (the report's `sha256` is empty): for a caller that hashed the file
     already. `on_read(offset)` is called as the reading moves past `offset` bytes from the start (the scan's
-    progress).
+    progress). `on_cleared()` is called once, as soon as what was read rules out every failure of the whole file
+    but one: the file changing while it is read, which only its end can show (see `_Clearance`).
     """
     raw = _HashingReader(fd, digest=digest, on_read=on_read)
     try:
-        return _scan(raw, fmt, schema, rules, expected_size)
+        return _scan(raw, fmt, schema, rules, expected_size, on_cleared)
     finally:
         if raw.digest is not None:
             raw.digest.close()
 
 
+class _Clearance:
+    """When a scan may say early that the file is not certain to fail (`on_cleared`).
+
+    The failures of a whole file, and what rules each out (the report's `failure`, and `key_findings` in
+    operations/checks.py): a problem of the file as such (`FileFailure`: empty, binary, not UTF-8, a JSON array, no
+    CSV header) comes before the first record or never; no readable record, and no record at all, end with the first
+    readable one; a strict schema's key in no record, once every key has had a value; no key shared with the schema,
+    once a record has one of its keys. So a file is cleared at its first readable record that leaves no strict key
+    unseen and shares a key (without a schema: its first readable record). A file that changes while it is read is
+    the one failure left: the PUT checks the bytes it sends against the file's sha256 (api/s3.py)."""
+
+    __slots__ = ("_notify", "_schema_keys", "_strict")
+
+    def __init__(self, notify: Callable[[], None], active: Schema | None) -> None:
+        self._notify = notify
+        self._schema_keys = frozenset(active.keys) if active is not None else None
+        self._strict = active is not None and active.strict
+
+    def check(self, unseen: set[str], known: set[str]) -> bool:
+        """After a readable record: notify and return True when the file is cleared (the caller stops asking)."""
+        if self._schema_keys is not None and ((self._strict and unseen) or known.isdisjoint(self._schema_keys)):
+            return False
+        self._notify()
+        return True
+
+
 def _scan(
-    raw: _HashingReader, fmt: FileFormat, schema: Schema | None, rules: RecordRules | None, expected_size: int | None
+    raw: _HashingReader,
+    fmt: FileFormat,
+    schema: Schema | None,
+    rules: RecordRules | None,
+    expected_size: int | None,
+    on_cleared: Callable[[], None] | None = None,
 ) -> ScanReport:
     stream = io.BufferedReader(raw, READ_CHUNK)
     active = schema if schema is not None and not schema.is_empty else None
+    clearance = _Clearance(on_cleared, active) if on_cleared is not None else None
+    """Set until the file is cleared (`on_cleared` given and not called yet)."""
     problem_of = RecordValidator(active, rules).problem if active is not None else None
     grouper = Grouper()
     unseen = set(active.keys) if active is not None else set()
@@ -189,6 +224,8 @@ def _scan(
                     first_unreadable = (rec.line, problem[1])
             elif problem_of is None:
                 parsed += 1
+                if clearance is not None and clearance.check(unseen, known):
+                    clearance = None
                 continue
             else:
                 parsed += 1
@@ -197,6 +234,8 @@ def _scan(
                     known.update(value)
                 if unseen:
                     unseen = {k for k in unseen if value.get(k) is None}
+                if clearance is not None and clearance.check(unseen, known):
+                    clearance = None
                 problem = problem_of(value)
                 if problem is None:
                     continue

@@ -2,7 +2,8 @@
 
 Reads (descriptor, format, schema, expected size) pickled on standard input, scans the inherited descriptor
 without hashing it, and writes the pickled `ScanReport` on standard output. Its progress goes to standard error as
-lines `@<bytes read>` (every PROGRESS_STEP bytes); any other line there is a problem. It imports the scan only, so
+lines `@<bytes read>` (every PROGRESS_STEP bytes), and the line `+` once the file is cleared (not certain to fail);
+any other line there is a problem. It imports the scan only, so
 that it starts in a fraction of the time the server takes, and runs at a lower CPU priority (niceness 10): on a
 busy machine the server's answers come first.
 """
@@ -34,7 +35,19 @@ def main() -> int:
             told = offset
             os.write(2, b"@%d\n" % offset)
 
-    report = scan_file(fd, fmt, schema, rules=RecordRules(), expected_size=expected_size, digest=False, on_read=on_read)
+    def on_cleared() -> None:
+        os.write(2, b"+\n")  # background_scan.CLEARED_LINE
+
+    report = scan_file(
+        fd,
+        fmt,
+        schema,
+        rules=RecordRules(),
+        expected_size=expected_size,
+        digest=False,
+        on_read=on_read,
+        on_cleared=on_cleared,
+    )
     os.write(2, b"@%d\n" % report.size)
     sys.stdout.buffer.write(pickle.dumps(report))
     sys.stdout.buffer.flush()

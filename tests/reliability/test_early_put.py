@@ -1,7 +1,8 @@
 """A large file's PUT starts before its pre-flight scan ends (docs/architecture.md, Files and pre-flight): the file
 is hashed and claimed first, the scan runs in a child process beside the PUT, and the PUT holds its last chunk
-until the scan's verdict. A file the scan finds certain to fail imports nothing; concurrent calls still make one
-import; the result carries what the pre-flight found.
+until the scan has cleared the file (ruled out every failure of the whole file) or given its verdict. A file the
+scan finds certain to fail imports nothing; concurrent calls still make one import; the result carries what the
+pre-flight found, even when the PUT ended before the scan.
 
 The size from which a file goes this way (64 MiB) is lowered to 1 MiB here, so that the files stay small; the
 scan is held until the PUT has started, so that the PUT really runs before the verdict (the order a large file
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads import background_scan
-from prolific_mcp.uploads.background_scan import BackgroundScan, Progress, ScanChildError
-from prolific_mcp.uploads.scan import ScanReport
+from prolific_mcp.uploads.background_scan import BackgroundScan, Cleared, Progress, ScanChildError
+from prolific_mcp.uploads.scan import ScanReport, scan_file
 from tests.reliability.conftest import api_dataset
 from tests.reliability.test_processes import wait_for
 from tests.reliability.test_races import _imports, _race
@@ -69,18 +71,28 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         return await real_put(self, target, source, **kwargs)
 
     async def scan_beside(
-        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+        fd: int,
+        fmt: FileFormat,
+        schema: Schema | None,
+        size: int,
+        progress: Progress | None = None,
+        cleared: Cleared | None = None,
     ) -> ScanReport:
         if progress is not None:
             progress(0)  # under way: the upload URL may be asked for
         with anyio.move_on_after(30):
             await spy.put_started.wait()
-        return await real_scan(fd, fmt, schema, size, progress)
+        return await real_scan(fd, fmt, schema, size, progress, cleared)
 
     async def scan_in_child(
-        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+        fd: int,
+        fmt: FileFormat,
+        schema: Schema | None,
+        size: int,
+        progress: Progress | None = None,
+        cleared: Cleared | None = None,
     ) -> ScanReport:
-        report = await real_child(fd, fmt, schema, size, progress)
+        report = await real_child(fd, fmt, schema, size, progress, cleared)
         spy.scans_in_child += 1
         spy.scans_ended += 1
         return report
@@ -175,7 +187,12 @@ async def test_the_scan_runs_in_a_thread_when_no_child_process_can(
     data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def no_child(
-        fd: int, fmt: FileFormat, schema: Schema | None, size: int, progress: Progress | None = None
+        fd: int,
+        fmt: FileFormat,
+        schema: Schema | None,
+        size: int,
+        progress: Progress | None = None,
+        cleared: Cleared | None = None,
     ) -> ScanReport:
         raise ScanChildError("could not start (no such file)")
 
@@ -205,8 +222,9 @@ async def test_a_file_known_to_the_ledger_takes_the_ordinary_path(
 async def test_the_put_never_runs_further_ahead_of_the_scan_than_its_lead(
     data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With a lead of 256 KiB (and none from the scan's rate), every chunk but the last waits until the scan has
-    read to 256 KiB of its end; the last one waits for the verdict (the scan has ended)."""
+    """A file the scan cannot clear before its last record (no record but the last has a key of the schema): with
+    a lead of 256 KiB (and none from the scan's rate), every chunk but the last waits until the scan has read to
+    256 KiB of its end; the last one waits until the scan has read the whole file (and cleared it there)."""
     monkeypatch.setattr(early_put, "SCAN_LEAD", 256 * 1024)
     monkeypatch.setattr(early_put, "HOLD_SECONDS", 0.0)
     seen: list[tuple[int, bool, int, bool]] = []
@@ -214,14 +232,76 @@ async def test_the_put_never_runs_further_ahead_of_the_scan_than_its_lead(
 
     async def pace(self: early_put.ScanGate, end: int, last: bool) -> None:
         await real_pace(self, end, last)
-        seen.append((end, last, self.scan.position, self.scan.done))
+        seen.append((end, last, self.scan.position, self.scan.done or self.scan.cleared))
 
     monkeypatch.setattr(early_put.ScanGate, "pace", pace)
-    path = write_jsonl(data_dir / "paced.jsonl", records(COUNT))
+    rows = [{"note": f"An unrelated note, number {i}, " * 3, "tag": f"t{i % 7}"} for i in range(COUNT - 1)]
+    path = write_jsonl(data_dir / "paced.jsonl", [*rows, *records(1)])
     await _upload_once(settings, sandbox, "paced", "paced.jsonl")
-    assert len(seen) >= 2 and seen[-1][:2] == (path.stat().st_size, True) and seen[-1][3]
-    for end, last, position, done in seen[:-1]:
-        assert not last and (done or position >= end - 256 * 1024), (end, position)
+    size = path.stat().st_size
+    assert len(seen) >= 2 and seen[-1][:3] == (size, True, size) and seen[-1][3]
+    for end, last, position, through in seen[:-1]:
+        assert not last and (through or position >= end - 256 * 1024), (end, position)
+
+
+async def test_a_cleared_file_is_sent_whole_before_its_scan_ends_and_the_outcome_has_the_preflight(
+    data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan clears the file at its first record, then (held here) reads no further until the PUT has ended:
+    the last chunk did not wait for the scan's end, and the outcome still has the pre-flight's findings (the
+    record count, the rejection it expected), completed beside the watch of the import."""
+    put_ended = threading.Event()
+    scan_ended = threading.Event()
+    ended_first: list[bool] = []
+    real_put = ProlificClient.put_file  # the spy's, which counts the PUTs
+
+    async def put_file(self: ProlificClient, target: UploadTarget, source: Any, **kwargs: Any) -> Any:
+        try:
+            return await real_put(self, target, source, **kwargs)
+        finally:
+            ended_first.append(scan_ended.is_set())
+            put_ended.set()
+
+    def held_scan(
+        fd: int,
+        fmt: FileFormat,
+        schema: Schema | None,
+        size: int,
+        progress: Progress | None = None,
+        cleared: Cleared | None = None,
+    ) -> ScanReport:
+        was_cleared: list[bool] = []
+
+        def on_cleared() -> None:
+            was_cleared.append(True)
+            if cleared is not None:
+                cleared()
+
+        def on_read(offset: int) -> None:
+            if progress is not None:
+                progress(offset)
+            if was_cleared:
+                put_ended.wait(30)  # (bounded) the PUT runs on without this scan
+
+        try:
+            return scan_file(fd, fmt, schema, expected_size=size, digest=False, on_read=on_read, on_cleared=on_cleared)
+        finally:
+            scan_ended.set()
+
+    async def in_a_thread(*args: Any) -> ScanReport:
+        return await anyio.to_thread.run_sync(held_scan, *args)
+
+    monkeypatch.setattr(ProlificClient, "put_file", put_file)
+    monkeypatch.setattr(background_scan, "_scan_in_child", in_a_thread)
+    write_jsonl(data_dir / "cleared.jsonl", records(COUNT, bad={COUNT - 2: {"photo": "not a url"}}))
+    result = await _upload_once(settings, sandbox, "cleared", "cleared.jsonl")
+    assert ended_first == [False], "the PUT ended while the scan was still reading"
+    data = result.structured_content or {}
+    assert (data["status"], data["rejected_count"]) == ("partial", 1)
+    preflight = data["preflight"]
+    assert (preflight["record_count"], preflight["expected_rejections"]) == (COUNT, 1)
+    assert [r[2] for r in _ledger(settings)] == [COUNT], "the ledger has the record count"
+    assert spy.puts == 1
 
 
 # --- the background scan itself -----------------------------------------------------------------------------------
@@ -238,7 +318,6 @@ async def _run_in(tg: anyio.abc.TaskGroup) -> Callable[[Callable[[], Awaitable[N
 
 
 async def test_a_background_scan_reports_what_a_scan_in_this_process_finds(tmp_path: Path) -> None:
-    from prolific_mcp.uploads.scan import scan_file
 
     path = write_jsonl(tmp_path / "r.jsonl", records(100_000, bad={3: {"photo": "x"}}))  # about 10 MB
     schema = Schema.from_dict(
@@ -263,7 +342,6 @@ def test_a_scan_without_a_hash_stops_reading_at_a_failure_of_the_whole_file(tmp_
     """A binary file is refused from its first bytes: a scan that hashes reads on to the end (for the sha256), one
     without a hash stops there, so the scan beside a large file's hash ends first and the file is refused before
     any upload URL (the ordinary path)."""
-    from prolific_mcp.uploads.scan import scan_file
 
     path = tmp_path / "image.jsonl"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(8 * 1024 * 1024))

@@ -5,11 +5,13 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from prolific_mcp.records import Schema
+from prolific_mcp.records import FileFormat, Schema
+from prolific_mcp.records.keys import check_keys
 from prolific_mcp.uploads.files import FileAccessError, open_regular_file, resolve_path, upload_filename
 from prolific_mcp.uploads.scan import scan_file
 
@@ -25,7 +27,7 @@ def root(tmp_path: Path) -> Path:
     return proj
 
 
-def _jsonl(path: Path, records: list[object]) -> Path:
+def _jsonl(path: Path, records: Sequence[object]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
 
@@ -179,3 +181,49 @@ def test_strict_keys_are_tracked_across_records_whatever_other_keys_they_have(ro
         report = scan_file(opened.fd, "jsonl", schema)
     assert report.missing_everywhere == ["b"]
     assert report.failure is not None and "no record has the field b" in report.failure
+
+
+def _clearance(path: Path, fmt: FileFormat, schema: Schema | None) -> tuple[list[int], bool]:
+    """(where the scan had read to when it cleared the file, if it did; whether the file is certain to fail)."""
+    read: list[int] = []
+    cleared_at: list[int] = []
+    with open_regular_file(path) as opened:
+        report = scan_file(
+            opened.fd,
+            fmt,
+            schema,
+            on_read=read.append,
+            on_cleared=lambda: cleared_at.append(read[-1]),
+        )
+    shares_none = schema is not None and check_keys(schema.keys, report.file_keys, report.missing_keys).shares_none
+    return cleared_at, report.failure is not None or (shares_none and report.parsed > 0)
+
+
+def test_a_scan_clears_a_file_once_no_failure_of_the_whole_file_is_left(root: Path) -> None:
+    """`on_cleared` comes once, at the first record that rules out every failure of the whole file, and never for
+    a file certain to fail (docs/architecture.md, Files and pre-flight: the PUT's last chunk waits for it)."""
+    chunk = 1024 * 1024
+    full = {"text": "a review of some length " * 8, "img": "https://x.example/1.png", "src": "s"}
+    many = 30_000  # about 7 MB: several chunks
+    good = _jsonl(root / "good.jsonl", [full] * many)
+    assert _clearance(good, "jsonl", SCHEMA) == ([chunk], False), "at the first record"
+    late = _jsonl(root / "late.jsonl", [{k: v for k, v in full.items() if k != "src"}] * many + [full])
+    assert _clearance(late, "jsonl", SCHEMA) == ([late.stat().st_size], False), "a strict key seen at the end"
+    loose = Schema.from_dict({"strict": False, "fields": {"text": {"type": "text"}, "other": {"type": "text"}}})
+    shared_late = _jsonl(root / "shared.jsonl", [{"note": "x"}] * many + [full])
+    assert _clearance(shared_late, "jsonl", loose) == ([shared_late.stat().st_size], False), "a shared key at the end"
+    assert _clearance(good, "jsonl", None) == ([chunk], False), "without a schema: the first record"
+    csv_file = root / "good.csv"
+    csv_file.write_text("text,img,src\n" + "a,https://x.example/1.png,s\n" * 3)
+    assert _clearance(csv_file, "csv", SCHEMA) == ([csv_file.stat().st_size], False)
+    certain = {
+        "missing.jsonl": [{k: v for k, v in full.items() if k != "src"}] * many,
+        "unshared.jsonl": [{"note": "x"}] * many,
+    }
+    for name, rows in certain.items():
+        assert _clearance(_jsonl(root / name, rows), "jsonl", SCHEMA) == ([], True), name
+    (root / "lines.jsonl").write_text('"just a string"\n[1, 2]\n')
+    (root / "array.jsonl").write_text('[{"text": "a"}]\n')
+    (root / "empty.jsonl").write_text("\n\n")
+    for name in ("lines.jsonl", "array.jsonl", "empty.jsonl"):
+        assert _clearance(root / name, "jsonl", SCHEMA) == ([], True), name
