@@ -227,9 +227,9 @@ def run(small: Path, large: Path, rounds: int, lengths: tuple[float, ...], seeds
             "PUT of before this issue's changes (bench/baseline.py), in the same runs, against the same floor. The "
             "floor: the upload URL, `curl -T`, the import polled every 50 ms. Pre-flight: call → the first 'asking "
             "for an upload URL' notification (the dataset read and the scan; for a file of 64 MiB or more, its hash "
-            "alone: its scan runs beside the PUT, which holds its last chunk for the verdict, so the PUT column "
-            "includes what the scan adds). Watch: PUT end → the terminal status (the sandbox's timestamp). Lag: "
-            "terminal status → the call's result.",
+            "alone: its scan runs beside the PUT, which holds its last chunk until the scan has cleared the file, "
+            "at its first record here, so the PUT column includes what the scan's CPU takes from it). Watch: PUT "
+            "end → the terminal status (the sandbox's timestamp). Lag: terminal status → the call's result.",
             "",
             "| File | floor | upload_file, earlier code (ratio) | upload_file | ratio | pre-flight (earlier → now) | "
             "PUT (upload_file / curl) | PUT end → terminal (upload_file / floor) | terminal → result (earlier → "

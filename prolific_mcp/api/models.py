@@ -224,6 +224,15 @@ class ImportJob(ApiModel):
         """complete, partial, failed or pending_schema; an unknown status is not terminal."""
         return self.status in IMPORT_TERMINAL_STATUSES
 
+    @property
+    def processing_seconds(self) -> float | None:
+        """Seconds from `processing_started_at` to `updated_at`, by the server's clock: how long it took to process
+        `processed_offset` records (None unless both are given, comparably)."""
+        started, updated = self.processing_started_at, self.updated_at
+        if started is None or updated is None or (started.tzinfo is None) != (updated.tzinfo is None):
+            return None
+        return (updated - started).total_seconds()
+
 
 class MigrationJobError(ApiModel):
     """One item of a migration's `errors` (its shape is undocumented: everything optional)."""

@@ -153,10 +153,11 @@ class Deps:
         wait: float,
         planner: PollPlanner,
         on_each: Callable[[T], Awaitable[None]],
-        observe: Callable[[T], tuple[str, int | None]] | None = None,
+        observe: Callable[[T], tuple[str, int | None, float | None]] | None = None,
     ) -> T:
         """`poll_until` on this server's clock for at most `wait` seconds: the last value fetched. `observe` gives
-        the planner each value's (status, processed count), so the schedule follows the job's pace."""
+        the planner each value's (status, processed count, the server's processing seconds), so the schedule
+        follows the job's pace."""
 
         async def fetch_observed() -> T:
             value = await fetch()

@@ -161,7 +161,7 @@ async def wait_migration(
             await progress(*render.migration_progress(migration, datapoints))
 
     fetch = partial(deps.client.get_migration, dataset_id, job_id)
-    pace = lambda m: (m.status, m.reprocessed_count)  # noqa: E731
+    pace = lambda m: (m.status, m.reprocessed_count, None)  # noqa: E731
     return await deps.poll(fetch, ended, wait=wait, planner=planner, on_each=report, observe=pace)
 
 

@@ -504,7 +504,7 @@ async def _watch_import(
             await progress(*render.import_progress(name, record_count, latest))
 
     fetch = partial(deps.client.get_import, dataset_id, import_id)
-    pace = lambda j: (j.status, j.processed_offset)  # noqa: E731
+    pace = lambda j: (j.status, j.processed_offset, j.processing_seconds)  # noqa: E731
     return await deps.poll(fetch, ended, wait=wait, planner=planner, on_each=report, observe=pace)
 
 

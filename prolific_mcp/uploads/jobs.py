@@ -553,7 +553,8 @@ class UploadManager:
             assert job.import_id is not None
             job.latest = await self.client.get_import(plan.dataset_id, job.import_id)
             planner.total_records = planner.total_records or plan.record_count
-            planner.observe(self.clock(), job.latest.status, job.latest.processed_offset)
+            latest = job.latest
+            planner.observe(self.clock(), latest.status, latest.processed_offset, latest.processing_seconds)
             return job.latest.is_terminal
 
         async def touch(_: bool) -> None:

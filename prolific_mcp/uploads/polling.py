@@ -8,6 +8,8 @@ below keeps a longer one cheap), 3 s otherwise (the CLI's, so a 5 s job costs no
 While an import is processing and we know how many records it has, the observed `processed_offset` rate predicts
 when it ends, and the next poll lands just after that (at most 5 s away) instead of following the interval: that
 keeps a 5 s import at the CLI's request count and notices a short import's end within a fraction of a second.
+The first rate comes from the server's own clock when the import says how long it has been processing
+(`processing_started_at` to `updated_at`); otherwise it counts from the watch's start, queued time included.
 Jitter applies only to the interval, and only ever shortens it.
 """
 
@@ -42,6 +44,9 @@ MIN_DELAY: Final = 0.25
 JITTER: Final = 0.15
 """Each delay is multiplied by a factor in (1 - JITTER, 1]: downward only."""
 ETA_MARGIN: Final = 0.3
+MIN_SERVER_SPAN: Final = 0.2
+"""A first rate from the server's timestamps needs this much processing time behind it (a server that does not
+move `updated_at` while processing gives a span near 0, and no rate)."""
 ERRORS_IN_A_ROW: Final = 5
 """A wait ends with the error after this many transient failures in a row."""
 TRANSIENT: Final = (ServerError, ApiUnreachableError, RateLimitedError, UnexpectedResponseError)
@@ -66,11 +71,19 @@ class PollPlanner:
     _rate: float | None = None
     requests: int = field(default=0)
 
-    def observe(self, now: float, status: str, processed: int | None) -> None:
-        """Record one status response: `now` on a monotonic clock, the job's status and processed count."""
+    def observe(self, now: float, status: str, processed: int | None, processing_seconds: float | None = None) -> None:
+        """Record one status response: `now` on a monotonic clock, the job's status and processed count, and how
+        long the server had been processing when it counted them (`processing_seconds`, when it says)."""
         self.requests += 1
         if status != "processing" or processed is None:
             self._last = None
+            return
+        span = processing_seconds or 0.0
+        if self._rate is None and processed > 0 and span >= MIN_SERVER_SPAN:
+            # The server's own rate, queued time excluded; counted at its last update, at or before `now`, so the
+            # predicted end is still late rather than early.
+            self._rate = processed / span
+            self._last = (now, processed)
             return
         last = self._last
         if last is None and self.started_at is not None and self._rate is None:

@@ -4,7 +4,16 @@ import math
 
 import pytest
 
-from prolific_mcp.uploads.polling import FIRST_DELAY, FIRST_DELAY_BLIND, JITTER, MAX_DELAY, MIN_DELAY, PollPlanner
+from prolific_mcp.uploads.polling import (
+    ETA_MARGIN,
+    FIRST_DELAY,
+    FIRST_DELAY_BLIND,
+    JITTER,
+    MAX_DELAY,
+    MIN_DELAY,
+    MIN_SERVER_SPAN,
+    PollPlanner,
+)
 
 
 def _simulate(duration: float, rnd: float, total: int | None = 50_000, queued: float = 0.3) -> tuple[int, float]:
@@ -78,3 +87,22 @@ def test_without_a_record_count_the_first_wait_is_the_clis(rnd: float) -> None:
     assert FIRST_DELAY_BLIND * (1 - JITTER) <= planner.next_delay() <= FIRST_DELAY_BLIND
     requests, _ = _simulate(5, rnd, total=None)
     assert requests + 1 <= 3
+
+
+def test_the_servers_processing_time_gives_the_first_rate_without_the_queued_time() -> None:
+    """4,000 records at 2,000/s after 0.3 s queued: seen at 1.0 s with 1,400 done. From the watch's start the rate
+    looks like 1,400/s and the next poll comes 0.56 s after the end; from the server's 0.7 s of processing it is
+    2,000/s, and the next poll comes ETA_MARGIN after the end. A span too short to judge gives no rate."""
+    blind = PollPlanner(total_records=4000, started_at=0.0, random=lambda: 0.0)
+    blind.next_delay()
+    blind.observe(1.0, "processing", 1400)
+    timed = PollPlanner(total_records=4000, started_at=0.0, random=lambda: 0.0)
+    timed.next_delay()
+    timed.observe(1.0, "processing", 1400, processing_seconds=0.7)
+    assert timed.eta() == pytest.approx(1.3)
+    assert timed.next_delay() == pytest.approx(1.3 + ETA_MARGIN)
+    assert blind.next_delay() > timed.next_delay() + 0.5
+    frozen = PollPlanner(total_records=4000, started_at=0.0, random=lambda: 0.0)
+    frozen.next_delay()
+    frozen.observe(1.0, "processing", 1400, processing_seconds=MIN_SERVER_SPAN / 2)  # updated_at not moving
+    assert frozen.eta() == blind.eta()
