@@ -67,9 +67,12 @@ def run(rounds: int) -> Result:
             elapsed, tools[kind] = anyio.run(spawn_to_tools_list, cmd, argv, env)
             times[kind].append(elapsed)
     base = median(times["minimal"])
-    ratio = median(times["sandbox"]) / base
-    ratio_prolific = median(times["prolific"]) / base
-    log(f"  start-up: {ratio:.2f}x the minimal server")
+    # Each round's own ratio, its runs side by side, then their median (as goals 1 and 8 do): a load that comes and
+    # goes on the shared machine then weighs on both of a pair instead of on whichever ran more often under it.
+    ratio = median([ours / ref for ours, ref in zip(times["sandbox"], times["minimal"], strict=True)])
+    ratio_prolific = median([ours / ref for ours, ref in zip(times["prolific"], times["minimal"], strict=True)])
+    of_medians = median(times["sandbox"]) / base
+    log(f"  start-up: {ratio:.2f}x the minimal server (ratio of the medians: {of_medians:.2f}x)")
     return Result(
         4,
         "Start-up: spawn over stdio → `tools/list` reply",
@@ -78,14 +81,17 @@ def run(rounds: int) -> Result:
         f"{ratio:.2f}×",
         ratio <= GOAL,
         [
-            f"Median of {rounds} alternating runs each (after one warm-up run each). Server: {shown}.",
+            f"{rounds} rounds (after one warm-up run each); each round runs the three one after the other. The ratio "
+            "is the median of the rounds' own ratios (each against the minimal server of its round); the times are "
+            f"medians, and their ratio is shown beside it. Server: {shown}.",
             "",
-            "| Server | tools | spawn → `tools/list` | vs minimal |",
-            "|---|---|---|---|",
-            f"| minimal `MCPServer`, one tool | {tools['minimal']} | {base * 1000:,.0f} ms | 1.00× |",
+            "| Server | tools | spawn → `tools/list` | vs minimal (median of the rounds) | ratio of the medians |",
+            "|---|---|---|---|---|",
+            f"| minimal `MCPServer`, one tool | {tools['minimal']} | {base * 1000:,.0f} ms | 1.00× | 1.00× |",
             f"| prolific-datasets-mcp, no token (sandbox mode: starts the sandbox child in the background) | "
-            f"{tools['sandbox']} | {median(times['sandbox']) * 1000:,.0f} ms | **{ratio:.2f}×** |",
+            f"{tools['sandbox']} | {median(times['sandbox']) * 1000:,.0f} ms | **{ratio:.2f}×** | {of_medians:.2f}× |",
             f"| prolific-datasets-mcp with a token (Prolific mode) | {tools['prolific']} | "
-            f"{median(times['prolific']) * 1000:,.0f} ms | {ratio_prolific:.2f}× |",
+            f"{median(times['prolific']) * 1000:,.0f} ms | {ratio_prolific:.2f}× | "
+            f"{median(times['prolific']) / base:.2f}× |",
         ],
     )
