@@ -4,7 +4,8 @@
 
 Runs the real server command with two pieces of the earlier code put back (nothing else differs):
 - the polling schedule: the second poll 3 s after the PUT's end, whatever is known, and the processing rate
-  only ever shortening the growing interval (jitter on every delay);
+  only ever shortening the growing interval (jitter on every delay), a rate never taken from the server's own
+  processing time;
 - the pre-flight scan hashing inline, in the parsing thread (now: in a thread of its own beside the parsing);
 - the whole pre-flight before the PUT, for every file (now: a large file's PUT starts once it is hashed and
   claimed, beside the rest of the scan).
@@ -34,6 +35,16 @@ def old_next_delay(self: polling.PollPlanner) -> float:
     return max(polling.MIN_DELAY, min(polling.MAX_DELAY, delay))
 
 
+_observe = polling.PollPlanner.observe
+
+
+def old_observe(
+    self: polling.PollPlanner, now: float, status: str, processed: int | None, processing_seconds: float | None = None
+) -> None:
+    """`PollPlanner.observe` without the server's processing time (which came with this issue's changes)."""
+    _observe(self, now, status, processed)
+
+
 class InlineSha256:
     """The scan's sha256 computed in the reading thread, as before."""
 
@@ -52,6 +63,7 @@ class InlineSha256:
 
 def install() -> None:
     polling.PollPlanner.next_delay = old_next_delay  # type: ignore[method-assign]
+    polling.PollPlanner.observe = old_observe  # type: ignore[method-assign]
     scan._Sha256Thread = InlineSha256  # type: ignore[misc,assignment]
     early_put.EARLY_PUT_MIN_BYTES = 1 << 62  # type: ignore[misc]
 
