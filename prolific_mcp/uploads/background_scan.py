@@ -28,8 +28,8 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from prolific_mcp.records import FileFormat, RecordRules, Schema
-from prolific_mcp.uploads.scan import ScanReport, scan_file
+from prolific_mcp.records import FileFormat, Schema
+from prolific_mcp.uploads.scan import ScanInput, ScanReport, scan_without_hash
 
 log = logging.getLogger("prolific_mcp.uploads")
 
@@ -50,39 +50,14 @@ CLEARED_LINE: Final = b"+"
 """The child's line on its standard error for `cleared()` (its progress lines are `@<bytes read>`)."""
 
 
-def _scan_job(
-    fd: int,
-    fmt: FileFormat,
-    schema: Schema | None,
-    expected_size: int,
-    progress: Progress | None = None,
-    cleared: Cleared | None = None,
-) -> ScanReport:
-    return scan_file(
-        fd,
-        fmt,
-        schema,
-        rules=RecordRules(),
-        expected_size=expected_size,
-        digest=False,
-        on_read=progress,
-        on_cleared=cleared,
-    )
-
-
 async def _scan_in_child(
-    fd: int,
-    fmt: FileFormat,
-    schema: Schema | None,
-    expected_size: int,
-    progress: Progress | None = None,
-    cleared: Cleared | None = None,
+    given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None
 ) -> ScanReport:
-    payload = pickle.dumps((fd, fmt, schema, expected_size))
+    payload = pickle.dumps(given)
     command = [sys.executable, "-m", "prolific_mcp.uploads.scan_child"]
     try:
         process = await anyio.open_process(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(fd,)
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(given.fd,)
         )
     except OSError as exc:
         raise ScanChildError(f"could not start ({exc.strerror or exc})") from None
@@ -132,14 +107,7 @@ async def _scan_in_child(
     return report
 
 
-async def scan_beside(
-    fd: int,
-    fmt: FileFormat,
-    schema: Schema | None,
-    expected_size: int,
-    progress: Progress | None = None,
-    cleared: Cleared | None = None,
-) -> ScanReport:
+async def scan_beside(given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None) -> ScanReport:
     """The file's scan without its sha256: in a child process, else (it could not run) in a worker thread.
     `progress(0)` says it has its turn (at most CHILD_SCANS scans at once); `cleared()` that the file is not certain
     to fail (a scan run again in a thread may say it twice)."""
@@ -147,10 +115,10 @@ async def scan_beside(
         if progress is not None:
             progress(0)
         try:
-            return await _scan_in_child(fd, fmt, schema, expected_size, progress, cleared)
+            return await _scan_in_child(given, progress, cleared)
         except ScanChildError as exc:
             log.warning("the pre-flight scan could not run in a child process (%s): scanning in a thread", exc)
-    return await anyio.to_thread.run_sync(_scan_job, fd, fmt, schema, expected_size, progress, cleared)
+    return await anyio.to_thread.run_sync(scan_without_hash, given, progress, cleared)
 
 
 PROGRESS_POLL: Final = 0.01
@@ -266,7 +234,7 @@ def start_scan(
     scan = BackgroundScan()
 
     async def body() -> None:
-        await scan.run(lambda: scan_beside(fd, fmt, schema, expected_size, scan.advance, scan.clear))
+        await scan.run(lambda: scan_beside(ScanInput(fd, fmt, schema, expected_size), scan.advance, scan.clear))
 
     spawn(body)
     return scan

@@ -276,6 +276,36 @@ def _scan(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ScanInput:
+    """A scan run beside a PUT (`background_scan.py`): the open descriptor, its format, the dataset's schema, and
+    the size the file must keep."""
+
+    fd: int
+    fmt: FileFormat
+    schema: Schema | None
+    expected_size: int
+
+
+def scan_without_hash(
+    given: ScanInput,
+    on_read: Callable[[int], None] | None = None,
+    on_cleared: Callable[[], None] | None = None,
+) -> ScanReport:
+    """`scan_file` for a file hashed already (the report's `sha256` is empty), with every record rule, in a
+    worker thread or in the scan's child process alike."""
+    return scan_file(
+        given.fd,
+        given.fmt,
+        given.schema,
+        rules=RecordRules(),
+        expected_size=given.expected_size,
+        digest=False,
+        on_read=on_read,
+        on_cleared=on_cleared,
+    )
+
+
 def unreadable_file(fmt: FileFormat, count: int, line: int, reason: str) -> str:
     """Why a file none of whose records can be read cannot be imported (the real problem, not a missing field)."""
     if fmt == "jsonl":

@@ -26,13 +26,13 @@ from mcp.types import CallToolResult
 from prolific_mcp.api.client import ProlificClient
 from prolific_mcp.api.models import UploadTarget
 from prolific_mcp.operations import early_put
-from prolific_mcp.records import FileFormat, Schema
+from prolific_mcp.records import Schema
 from prolific_mcp.sandbox import Sandbox
 from prolific_mcp.server.app import build_server
 from prolific_mcp.settings import Settings
 from prolific_mcp.uploads import background_scan
 from prolific_mcp.uploads.background_scan import BackgroundScan, Cleared, Progress, ScanChildError
-from prolific_mcp.uploads.scan import ScanReport, scan_file
+from prolific_mcp.uploads.scan import ScanInput, ScanReport, scan_file, scan_without_hash
 from tests.reliability.conftest import api_dataset
 from tests.reliability.test_processes import wait_for
 from tests.reliability.test_races import _imports, _race
@@ -71,28 +71,18 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
         return await real_put(self, target, source, **kwargs)
 
     async def scan_beside(
-        fd: int,
-        fmt: FileFormat,
-        schema: Schema | None,
-        size: int,
-        progress: Progress | None = None,
-        cleared: Cleared | None = None,
+        given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None
     ) -> ScanReport:
         if progress is not None:
             progress(0)  # under way: the upload URL may be asked for
         with anyio.move_on_after(30):
             await spy.put_started.wait()
-        return await real_scan(fd, fmt, schema, size, progress, cleared)
+        return await real_scan(given, progress, cleared)
 
     async def scan_in_child(
-        fd: int,
-        fmt: FileFormat,
-        schema: Schema | None,
-        size: int,
-        progress: Progress | None = None,
-        cleared: Cleared | None = None,
+        given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None
     ) -> ScanReport:
-        report = await real_child(fd, fmt, schema, size, progress, cleared)
+        report = await real_child(given, progress, cleared)
         spy.scans_in_child += 1
         spy.scans_ended += 1
         return report
@@ -187,12 +177,7 @@ async def test_the_scan_runs_in_a_thread_when_no_child_process_can(
     data_dir: Path, sandbox: Sandbox, settings: Settings, spy: Spy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def no_child(
-        fd: int,
-        fmt: FileFormat,
-        schema: Schema | None,
-        size: int,
-        progress: Progress | None = None,
-        cleared: Cleared | None = None,
+        given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None
     ) -> ScanReport:
         raise ScanChildError("could not start (no such file)")
 
@@ -262,14 +247,7 @@ async def test_a_cleared_file_is_sent_whole_before_its_scan_ends_and_the_outcome
             ended_first.append(scan_ended.is_set())
             put_ended.set()
 
-    def held_scan(
-        fd: int,
-        fmt: FileFormat,
-        schema: Schema | None,
-        size: int,
-        progress: Progress | None = None,
-        cleared: Cleared | None = None,
-    ) -> ScanReport:
+    def held_scan(given: ScanInput, progress: Progress | None, cleared: Cleared | None) -> ScanReport:
         was_cleared: list[bool] = []
 
         def on_cleared() -> None:
@@ -284,12 +262,14 @@ async def test_a_cleared_file_is_sent_whole_before_its_scan_ends_and_the_outcome
                 put_ended.wait(30)  # (bounded) the PUT runs on without this scan
 
         try:
-            return scan_file(fd, fmt, schema, expected_size=size, digest=False, on_read=on_read, on_cleared=on_cleared)
+            return scan_without_hash(given, on_read, on_cleared)
         finally:
             scan_ended.set()
 
-    async def in_a_thread(*args: Any) -> ScanReport:
-        return await anyio.to_thread.run_sync(held_scan, *args)
+    async def in_a_thread(
+        given: ScanInput, progress: Progress | None = None, cleared: Cleared | None = None
+    ) -> ScanReport:
+        return await anyio.to_thread.run_sync(held_scan, given, progress, cleared)
 
     monkeypatch.setattr(ProlificClient, "put_file", put_file)
     monkeypatch.setattr(background_scan, "_scan_in_child", in_a_thread)
