@@ -106,3 +106,19 @@ def test_the_servers_processing_time_gives_the_first_rate_without_the_queued_tim
     frozen.next_delay()
     frozen.observe(1.0, "processing", 1400, processing_seconds=MIN_SERVER_SPAN / 2)  # updated_at not moving
     assert frozen.eta() == blind.eta()
+
+
+def test_with_the_servers_clock_the_latest_rate_predicts_the_end() -> None:
+    """An import speeding up: 1,000 records in its first 0.5 s of processing, 3,000 more in the next second. The
+    next poll follows the latest rate (3,000/s), not an average with the first (2,000/s would be 0.5 s late)."""
+    planner = PollPlanner(total_records=10_000, started_at=0.0, random=lambda: 0.0)
+    planner.next_delay()
+    planner.observe(1.0, "processing", 1000, processing_seconds=0.5)
+    planner.next_delay()
+    planner.observe(2.0, "processing", 4000, processing_seconds=1.5)
+    assert planner.eta() == pytest.approx(2.0)
+    assert planner.next_delay() == pytest.approx(2.0 + ETA_MARGIN)
+    stalled = PollPlanner(total_records=10_000, started_at=0.0, random=lambda: 0.0)
+    stalled.observe(1.0, "processing", 1000, processing_seconds=0.5)
+    stalled.observe(2.0, "processing", 1000, processing_seconds=0.5)  # not updated since: the rate stands
+    assert stalled.eta() == pytest.approx(4.5)
