@@ -555,7 +555,7 @@ class UploadManager:
             planner.total_records = planner.total_records or plan.record_count
             latest = job.latest
             planner.observe(self.clock(), latest.status, latest.processed_offset, latest.processing_seconds)
-            return job.latest.is_terminal
+            return latest.is_terminal
 
         async def touch(_: bool) -> None:
             job._touch()

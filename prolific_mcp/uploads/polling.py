@@ -46,8 +46,8 @@ JITTER: Final = 0.15
 """Each delay is multiplied by a factor in (1 - JITTER, 1]: downward only."""
 ETA_MARGIN: Final = 0.3
 MIN_SERVER_SPAN: Final = 0.2
-"""A first rate from the server's timestamps needs this much processing time behind it (a server that does not
-move `updated_at` while processing gives a span near 0, and no rate)."""
+"""A rate from the server's timestamps needs this much processing time behind it (a server that does not move
+`updated_at` while processing gives a span near 0, and no rate)."""
 ERRORS_IN_A_ROW: Final = 5
 """A wait ends with the error after this many transient failures in a row."""
 TRANSIENT: Final = (ServerError, ApiUnreachableError, RateLimitedError, UnexpectedResponseError)
